@@ -1,0 +1,280 @@
+"""The `openamt` command line: tune, validate, status, best, export, report, data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.errors import OpenAMTError, SpecError
+
+EXAMPLES = {
+    "tune": "openamt tune deploy/jobs/quickstart-digits.yaml\n"
+    "openamt tune job.yaml --address auto --metrics-port 9464",
+    "validate": "openamt validate job.yaml --sample-log trial.log",
+    "status": "openamt status runs/digits-bayes",
+    "best": "openamt best runs/digits-bayes --json",
+    "export": "openamt export runs/digits-bayes --csv --output trials.csv",
+    "report": "openamt report runs/digits-bayes",
+    "data": "openamt data cifar10 --dest data/cifar10\n"
+    "openamt data cifar10 --dest data/cifar10 --from-archive cifar-10-binary.tar.gz",
+}
+
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except SpecError as error:
+        err_console.print(f"[red]error:[/] {error}", highlight=False)
+        return EXIT_BAD_INPUT
+    except OpenAMTError as error:
+        from orchestrator.tune_runner import JobInterrupted
+
+        err_console.print(f"[red]error:[/] {error}", highlight=False)
+        return EXIT_INTERRUPTED if isinstance(error, JobInterrupted) else EXIT_ERROR
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openamt",
+        description="Self-hosted automatic model tuning on Ray.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        + "\n".join(f"  {line}" for v in EXAMPLES.values() for line in v.split("\n")),
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog="example:\n" + "\n".join(f"  {line}" for line in EXAMPLES[name].split("\n")),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        return sub
+
+    tune = command("tune", "Run a tuning job, or resume it if its job directory exists.")
+    tune.add_argument("job", type=Path, help="job spec (YAML)")
+    tune.add_argument(
+        "--address",
+        help="Ray cluster address ('auto' for the local head); "
+        "default: start Ray embedded in this process",
+    )
+    tune.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics on this port (default: off; 9464 is "
+        "the port the shipped Prometheus config scrapes)",
+    )
+    tune.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address to bind the metrics server to (default 127.0.0.1)",
+    )
+    tune.add_argument(
+        "--metrics-public",
+        action="store_true",
+        help="allow --metrics-host to be a non-loopback address",
+    )
+    tune.add_argument(
+        "--ray-metrics-export-port",
+        type=int,
+        default=None,
+        help="embedded Ray only: port for Ray's own Prometheus metrics",
+    )
+    tune.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    tune.set_defaults(handler=_tune)
+
+    validate = command("validate", "Check a job spec without running anything.")
+    validate.add_argument("job", type=Path)
+    validate.add_argument(
+        "--sample-log", type=Path, help="a trainer log to check the metric regexes against"
+    )
+    validate.set_defaults(handler=_validate)
+
+    for name, help_text, handler in (
+        ("status", "Show a job's progress: trials by state, running trials, best so far.", _status),
+        ("best", "Show the best trial of a job and its hyperparameters.", _best),
+        ("report", "Write report.html with plots into the job directory.", _report),
+    ):
+        sub = command(name, help_text)
+        sub.add_argument("job_dir", type=Path)
+        if name == "best":
+            sub.add_argument("--json", action="store_true", help="print JSON")
+        sub.set_defaults(handler=handler)
+
+    export = command("export", "Export one row per trial.")
+    export.add_argument("job_dir", type=Path)
+    export.add_argument("--csv", action="store_true", required=True, help="CSV format")
+    export.add_argument("--output", type=Path, help="file to write (default: stdout)")
+    export.set_defaults(handler=_export)
+
+    data = command("data", "Download or convert a data set for the shipped trainers.")
+    data.add_argument("dataset", choices=["cifar10"])
+    data.add_argument(
+        "rest",
+        nargs=argparse.REMAINDER,
+        help="--dest DIR [--from-archive PATH] [--url URL] [--md5 MD5]",
+    )
+    data.set_defaults(handler=_data)
+    return parser
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from orchestrator.spec import load_job_spec
+    from orchestrator.tune_runner import RunOptions, run_job
+
+    spec = load_job_spec(args.job)
+    for warning in spec.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    result = run_job(
+        spec,
+        RunOptions(
+            address=args.address,
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
+            allow_public_metrics=args.metrics_public,
+            show_progress=not args.no_progress,
+            ray_metrics_export_port=args.ray_metrics_export_port,
+        ),
+    )
+    console.print(f"job finished: {result.reason}")
+    if result.best is not None:
+        console.print(
+            f"best trial: {result.best.trial_id}  "
+            f"{spec.objective_metric_name}={result.best.objective:.6g}"
+        )
+        console.print(f"hyperparameters: {json.dumps(result.best.config)}")
+    else:
+        console.print("no trial produced an objective value")
+    console.print(f"job directory: {result.job_dir}")
+    return EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from orchestrator.spec import load_job_spec, validate_sample_log
+
+    spec = load_job_spec(args.job)
+    for warning in spec.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if args.sample_log is not None:
+        problems = validate_sample_log(spec, args.sample_log.read_text(errors="replace"))
+        if problems:
+            raise SpecError(problems, source=str(args.sample_log))
+    space = spec.search_space()
+    console.print(
+        f"{args.job}: valid — {len(space.tunable_names)} tuned hyperparameters, "
+        f"strategy {spec.strategy.value}, {spec.max_jobs} trials, "
+        f"{spec.max_parallel_jobs} in parallel; job directory {spec.job_dir}"
+    )
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from orchestrator.results import load_job
+
+    view = load_job(args.job_dir)
+    counts = Counter(t.state.value for t in view.trials.values())
+    max_jobs = view.spec.get("max_jobs")
+    console.print(f"job {view.spec.get('name')}  ({view.path})")
+    console.print(
+        f"trials: {len(view.trials)} of {max_jobs}  "
+        + "  ".join(f"{state} {n}" for state, n in sorted(counts.items()))
+    )
+    best = view.best
+    if best is not None:
+        console.print(f"best: {best.trial_id}  {view.objective_metric_name}={best.objective:.6g}")
+    running = [t for t in view.trials.values() if t.state.value == "Running"]
+    if running:
+        table = Table("trial", "attempt", "latest objective", "epoch")
+        for t in running:
+            last = t.history[-1] if t.history else None
+            table.add_row(
+                t.trial_id,
+                str(t.attempts),
+                _fmt(last[1] if last else None),
+                str(last[0]) if last else "-",
+            )
+        console.print(table)
+    completion = view.completion
+    console.print(
+        f"state: finished ({completion['reason']})" if completion else "state: not finished"
+    )
+    return EXIT_OK
+
+
+def _best(args: argparse.Namespace) -> int:
+    from orchestrator.results import load_job
+
+    view = load_job(args.job_dir)
+    best = view.best
+    if best is None:
+        raise OpenAMTError(f"{args.job_dir}: no trial has an objective value yet")
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "trial_id": best.trial_id,
+                    "objective": best.objective,
+                    "hyperparameters": best.config,
+                },
+                indent=2,
+            )
+        )
+    else:
+        console.print(f"{best.trial_id}  {view.objective_metric_name}={best.objective:.6g}")
+        for name, value in best.config.items():
+            console.print(f"  {name} = {value}")
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from orchestrator.results import load_job, write_csv
+
+    view = load_job(args.job_dir)
+    if args.output is None:
+        write_csv(view, sys.stdout)
+    else:
+        with open(args.output, "w", newline="", encoding="utf-8") as handle:
+            rows = write_csv(view, handle)
+        err_console.print(f"wrote {rows} trials to {args.output}")
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from orchestrator.report import write_report
+
+    path = write_report(args.job_dir)
+    console.print(f"report written: {path}")
+    return EXIT_OK
+
+
+def _data(args: argparse.Namespace) -> int:
+    from models import cifar10_data
+
+    return cifar10_data.main(args.rest)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

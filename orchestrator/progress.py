@@ -1,0 +1,84 @@
+"""Live progress of a running job in the terminal: counts, best so far, and a line per trial."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from orchestrator.ledger import TrialRecord, TrialState, best_trial
+from orchestrator.spec import JobSpec
+
+
+class ProgressDisplay:
+    """A listener (see `orchestrator.ray_adapter.Listener`) drawing a progress bar on stderr."""
+
+    def __init__(
+        self, *, spec: JobSpec, trials: Mapping[str, TrialRecord], console: Console | None = None
+    ) -> None:
+        self.metric = spec.objective_metric_name
+        self.maximize = spec.objective_type.value == "Maximize"
+        self.console = console or Console(stderr=True)
+        finished = [t for t in trials.values() if t.state.finished]
+        self.done = len(finished)
+        self.failed = sum(t.state is TrialState.FAILED for t in finished)
+        self.stopped = sum(t.state is TrialState.STOPPED for t in finished)
+        best = best_trial(trials, maximize=self.maximize)
+        self.best: tuple[str, float] | None = (best.trial_id, best.objective) if best else None
+        self.running = 0
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[job]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[summary]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
+        self.task = self.progress.add_task(
+            "tuning", total=spec.max_jobs, completed=self.done, job=spec.name, summary=""
+        )
+        self.progress.start()
+        self._refresh()
+
+    def update(self, event: str, trial_id: str, details: dict[str, Any]) -> None:
+        if event == "started":
+            self.running += 1
+        elif event == "finished":
+            self.running = max(0, self.running - 1)
+            self._finished(trial_id, details["end"], details["will_retry"])
+        self._refresh()
+
+    def _finished(self, trial_id: str, end: Any, will_retry: bool) -> None:
+        value = end.objective
+        shown = f"{self.metric}={value:.6g}" if value is not None else ""
+        duration = f"({end.duration_s:.1f} s)" if end.duration_s is not None else ""
+        if will_retry:
+            self.console.print(f"{trial_id}  [yellow]retrying[/]  {end.reason}")
+            return
+        self.done += 1
+        if end.state is TrialState.FAILED:
+            self.failed += 1
+            self.console.print(f"{trial_id}  [red]Failed[/]  {end.reason}")
+            return
+        if end.state is TrialState.STOPPED:
+            self.stopped += 1
+        if value is not None and math.isfinite(value) and self._better(value):
+            self.best = (trial_id, value)
+        colour = "green" if end.state is TrialState.COMPLETED else "cyan"
+        self.console.print(f"{trial_id}  [{colour}]{end.state.value}[/]  {shown} {duration}")
+
+    def _better(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value > self.best[1] if self.maximize else value < self.best[1]
+
+    def _refresh(self) -> None:
+        best = f"best {self.best[1]:.6g} ({self.best[0]})" if self.best else "best -"
+        summary = f"running {self.running} · failed {self.failed} · stopped {self.stopped} · {best}"
+        self.progress.update(self.task, completed=self.done, summary=summary)
+
+    def close(self) -> None:
+        self.progress.stop()

@@ -1,0 +1,154 @@
+"""The two places openamt plugs into Ray Tune: a `Searcher` that hands out planned trials, and a
+`Callback` that records what happened to them.
+
+Both run in the driver. All bookkeeping lives in `TrialPlanner`; these classes only translate
+Ray's trial objects and results into planner calls, so a Ray API change touches this file alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from ray.tune import Callback
+from ray.tune.search import Searcher
+
+from orchestrator.ledger import TrialState
+from orchestrator.trainable import EPOCH_KEY, FINAL_KEY
+from orchestrator.trial_planner import TrialAssignment, TrialEnd, TrialPlanner
+
+log = logging.getLogger(__name__)
+
+#: Called after every planner change with (event name, trial id, details); see `TuneListener`.
+Listener = Callable[[str, str, dict[str, Any]], None]
+
+
+class PlannerSearcher(Searcher):
+    """A Ray Tune searcher whose suggestions are the planner's assignments.
+
+    Concurrency is the planner's job (`max_parallel_jobs`), and so is saving state: Ray's
+    experiment checkpoint is not used to resume, the job directory is.
+    """
+
+    def __init__(self, *, planner: TrialPlanner) -> None:
+        super().__init__(metric=None, mode=None)
+        self.planner = planner
+        self.assignments: dict[str, TrialAssignment] = {}  # Ray trial id -> assignment
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec):
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        assignment = self.planner.next_trial()
+        if assignment is None:
+            return Searcher.FINISHED if self.planner.done else None
+        self.assignments[trial_id] = assignment
+        return {
+            "trial_id": assignment.trial_id,
+            "attempt": assignment.attempt,
+            "hyperparameters": assignment.hyperparameters,
+        }
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        """Recorded by `PlannerCallback`, which sees Ray's error details."""
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save here: the job directory holds the state."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Never called: openamt resumes from the job directory, not Ray's checkpoint."""
+
+
+class PlannerCallback(Callback):
+    """Feeds Ray's trial events to the planner and to listeners (metrics, progress display)."""
+
+    def __init__(
+        self,
+        *,
+        planner: TrialPlanner,
+        searcher: PlannerSearcher,
+        objective_metric_name: str,
+        listeners: list[Listener],
+    ) -> None:
+        self.planner = planner
+        self.searcher = searcher
+        self.objective_metric_name = objective_metric_name
+        self.listeners = listeners
+
+    def _trial_id(self, trial: Any) -> str | None:
+        assignment = self.searcher.assignments.get(trial.trial_id)
+        return assignment.trial_id if assignment else None
+
+    def _notify(self, event: str, trial_id: str, details: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener(event, trial_id, details)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        trial_id = self._trial_id(trial)
+        if trial_id:
+            self._notify("started", trial_id, {})
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        trial_id = self._trial_id(trial)
+        if trial_id is None or result.get(FINAL_KEY):
+            return
+        value = result.get(self.objective_metric_name)
+        if value is None:
+            return
+        step = int(result.get(EPOCH_KEY, 0))
+        self.planner.record_result(
+            trial_id, metric=self.objective_metric_name, value=float(value), step=step
+        )
+        self._notify("progress", trial_id, {"objective": float(value), "epoch": step})
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        trial_id = self._trial_id(trial)
+        if trial_id is None:
+            return
+        end = _end_from_result(trial.last_result or {}, self.objective_metric_name)
+        self._finish(trial_id, end)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        trial_id = self._trial_id(trial)
+        if trial_id is None:
+            return
+        error = trial.get_error()
+        message = str(error).strip().splitlines()[-1] if error else "unknown Ray error"
+        end = TrialEnd(
+            state=TrialState.FAILED,
+            objective=None,
+            reason=f"the Ray worker running the trial failed (node or process lost): {message}",
+            retryable=True,
+        )
+        self._finish(trial_id, end)
+
+    def _finish(self, trial_id: str, end: TrialEnd) -> None:
+        will_retry = self.planner.record_end(trial_id, end)
+        self._notify("finished", trial_id, {"end": end, "will_retry": will_retry})
+
+
+def _end_from_result(result: dict[str, Any], objective_metric_name: str) -> TrialEnd:
+    """The trainable's final report, or STOPPED with the last objective if Tune stopped it."""
+    if result.get(FINAL_KEY):
+        return TrialEnd(
+            state=TrialState(result["openamt_state"]),
+            objective=result.get("openamt_objective"),
+            reason=result.get("openamt_reason"),
+            retryable=bool(result.get("openamt_retryable")),
+            exit_code=result.get("openamt_exit_code"),
+            signal=result.get("openamt_signal"),
+            duration_s=result.get("openamt_duration_s"),
+            node_id=result.get("openamt_node_id"),
+        )
+    value = result.get(objective_metric_name)
+    objective = float(value) if value is not None and math.isfinite(value) else None
+    return TrialEnd(
+        state=TrialState.STOPPED,
+        objective=objective,
+        reason="stopped early by the scheduler",
+        node_id=result.get("node_id"),
+    )

@@ -1,0 +1,312 @@
+"""Run one tuning job on Ray Tune, from a validated `JobSpec` to a finished (or resumable) job.
+
+A rerun of the same job resumes it: the planner reconciles the searcher with the ledger, and a
+fresh Tune experiment runs only what is left. Ray's own experiment state is not needed for that,
+so damage to it cannot lose trials.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.errors import OpenAMTError, ResumeError
+from orchestrator.job_dir import JobDir
+from orchestrator.ledger import Event, Ledger, TrialRecord, best_trial, summarize_trials
+from orchestrator.spec import JobSpec, check_resources
+from orchestrator.trial_planner import TrialPlanner
+
+log = logging.getLogger(__name__)
+
+#: Spec fields that may change between runs of one job; anything else must match.
+RESUMABLE_CHANGES = frozenset({"max_jobs", "max_parallel_jobs", "output_path"})
+
+
+class JobInterrupted(OpenAMTError):
+    """The driver was asked to stop (Ctrl-C / SIGTERM); the job is resumable."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a job, as opposed to what the job is (the spec)."""
+
+    address: str | None = None  # None: start Ray embedded in this process
+    metrics_port: int | None = None  # None: no Prometheus exporter
+    metrics_host: str = "127.0.0.1"
+    allow_public_metrics: bool = False
+    show_progress: bool = True
+    ray_metrics_export_port: int | None = None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a finished run of the driver leaves behind."""
+
+    job_dir: Path
+    reason: str
+    trials: dict[str, TrialRecord]
+    best: TrialRecord | None
+
+
+def run_job(spec: JobSpec, options: RunOptions = RunOptions()) -> JobResult:
+    """Run (or resume) the job described by `spec` until it completes."""
+    job_dir = JobDir(path=spec.job_dir)
+    job_dir.create()
+    with job_dir.lock():
+        _write_or_check_spec(job_dir, spec)
+        ledger = Ledger(job_dir=job_dir.path)
+        planner = _make_planner(spec, job_dir, ledger)
+        planner.resume()
+        if planner.done:
+            return _finish(spec, job_dir, ledger, planner, reason=_completion_reason(planner))
+        listeners, close_listeners = _make_listeners(spec, ledger, planner, options)
+        try:
+            with _ray_session(options), _interrupts_raise():
+                _check_cluster(spec)
+                run_number = _count_runs(ledger) + 1
+                ledger.append(Event.JOB_STARTED, run=run_number, pid=os.getpid())
+                _run_tune(spec, job_dir, planner, listeners, run_number)
+        except KeyboardInterrupt as interrupt:
+            ledger.append(Event.JOB_INTERRUPTED, finished=planner.finished_count)
+            raise JobInterrupted(
+                f"interrupted; {planner.finished_count} trials are finished and recorded in "
+                f"{job_dir.path}. Rerun the same command to resume."
+            ) from interrupt
+        finally:
+            close_listeners()
+        return _finish(spec, job_dir, ledger, planner, reason=_completion_reason(planner))
+
+
+def _make_planner(spec: JobSpec, job_dir: JobDir, ledger: Ledger) -> TrialPlanner:
+    from search import make_searcher
+
+    searcher = make_searcher(
+        spec.strategy.value,
+        spec.search_space(),
+        objective_type=spec.objective_type.value,
+        seed=spec.random_seed,
+    )
+    state = job_dir.load_searcher_state()
+    if state is not None:
+        searcher.load_state_dict(state)
+    elif ledger.events():
+        raise ResumeError(
+            f"{job_dir.searcher_state_path} is missing but the ledger has trials; restore the "
+            "file or move the job directory aside to start afresh"
+        )
+    retry = spec.retry_strategy.maximum_retry_attempts if spec.retry_strategy else 0
+    return TrialPlanner(
+        searcher=searcher,
+        ledger=ledger,
+        job_dir=job_dir,
+        max_jobs=spec.max_jobs,
+        max_parallel_jobs=spec.max_parallel_jobs,
+        max_retry_attempts=retry,
+    )
+
+
+def _write_or_check_spec(job_dir: JobDir, spec: JobSpec) -> None:
+    """First run: record the spec. Later runs: refuse a different job in the same directory."""
+    from orchestrator.job_dir import write_atomic
+
+    current = spec.to_mapping()
+    if job_dir.spec_path.exists():
+        recorded = yaml.safe_load(job_dir.spec_path.read_text(encoding="utf-8")) or {}
+        changed = sorted(
+            key
+            for key in set(recorded) | set(current)
+            if key not in RESUMABLE_CHANGES and recorded.get(key) != current.get(key)
+        )
+        if changed:
+            raise ResumeError(
+                f"{job_dir.path} holds a job with a different spec (changed: "
+                f"{', '.join(changed)}). Use another name or output_path for a new job; only "
+                f"{', '.join(sorted(RESUMABLE_CHANGES))} may change when resuming."
+            )
+    write_atomic(job_dir.spec_path, yaml.safe_dump(current, sort_keys=False))
+
+
+def _make_listeners(
+    spec: JobSpec, ledger: Ledger, planner: TrialPlanner, options: RunOptions
+) -> tuple[list[Callable[[str, str, dict[str, Any]], None]], Callable[[], None]]:
+    from orchestrator.progress import ProgressDisplay
+
+    listeners: list[Callable[[str, str, dict[str, Any]], None]] = []
+    closers: list[Callable[[], None]] = []
+    trials = summarize_trials(ledger.events())
+    if options.metrics_port is not None:
+        from orchestrator.metrics_listener import start_job_metrics
+
+        listener, close = start_job_metrics(
+            spec=spec,
+            planner=planner,
+            trials=trials,
+            host=options.metrics_host,
+            port=options.metrics_port,
+            allow_public=options.allow_public_metrics,
+        )
+        listeners.append(listener)
+        closers.append(close)
+    if options.show_progress:
+        display = ProgressDisplay(spec=spec, trials=trials)
+        listeners.append(display.update)
+        closers.append(display.close)
+
+    def close_all() -> None:
+        for close in reversed(closers):
+            close()
+
+    return listeners, close_all
+
+
+@contextmanager
+def _ray_session(options: RunOptions) -> Iterator[None]:
+    import ray
+
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if options.address is None:
+        kwargs["include_dashboard"] = False
+        if options.ray_metrics_export_port is not None:
+            kwargs["_metrics_export_port"] = options.ray_metrics_export_port
+    else:
+        kwargs["address"] = options.address
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(**kwargs)
+    try:
+        yield
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+@contextmanager
+def _interrupts_raise() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C: stop, record, stay resumable."""
+    if sys.platform == "win32" or not _in_main_thread():
+        yield
+        return
+
+    def raise_interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _check_cluster(spec: JobSpec) -> None:
+    """Refuse trials no node can hold, before any starts, with the numbers."""
+    import ray
+
+    largest: dict[str, float] = {}
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        for name, amount in node.get("Resources", {}).items():
+            key = name.lower()
+            largest[key] = max(largest.get(key, 0.0), float(amount))
+    check_resources(spec, largest)
+
+
+def _run_tune(
+    spec: JobSpec,
+    job_dir: JobDir,
+    planner: TrialPlanner,
+    listeners: list[Callable[[str, str, dict[str, Any]], None]],
+    run_number: int,
+) -> None:
+    from ray import tune
+
+    from orchestrator.ray_adapter import PlannerCallback, PlannerSearcher
+    from orchestrator.trainable import TrialLaunch, run_script_trial
+
+    resources = spec.resources_per_trial
+    launch = TrialLaunch(
+        command=tuple(spec.trainer.argv()),
+        working_dir=str(spec.trainer.working_path),
+        extra_env=dict(spec.trainer.env),
+        channels={name: str(path) for name, path in spec.input_paths.items()},
+        metric_definitions=tuple((m.Name, m.Regex) for m in spec.metric_definitions),
+        objective_metric_name=spec.objective_metric_name,
+        job_dir=str(job_dir.path.resolve()),
+        max_runtime_s=spec.max_runtime_in_seconds,
+        num_cpus=resources.cpu,
+        num_gpus=resources.gpu,
+    )
+    searcher = PlannerSearcher(planner=planner)
+    callback = PlannerCallback(
+        planner=planner,
+        searcher=searcher,
+        objective_metric_name=spec.objective_metric_name,
+        listeners=listeners,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(run_script_trial, launch=launch),
+        {"cpu": resources.cpu, "gpu": resources.gpu},
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=-1,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=f"run-{run_number}",
+            storage_path=str(job_dir.ray_storage.resolve()),
+            callbacks=[callback],
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+        ),
+    )
+    tuner.fit()
+
+
+def _count_runs(ledger: Ledger) -> int:
+    return sum(1 for e in ledger.events() if e["event"] == Event.JOB_STARTED.value)
+
+
+def _completion_reason(planner: TrialPlanner) -> str:
+    if planner.stop_reason:
+        return planner.stop_reason
+    if planner.finished_count >= planner.max_jobs:
+        return "MaxNumberOfTrainingJobsReached"
+    return "SearchSpaceExhausted"
+
+
+def _finish(
+    spec: JobSpec, job_dir: JobDir, ledger: Ledger, planner: TrialPlanner, *, reason: str
+) -> JobResult:
+    trials = summarize_trials(ledger.events(), objective_metric_name=spec.objective_metric_name)
+    best = best_trial(trials, maximize=spec.objective_type.value == "Maximize")
+    events = ledger.events()
+    already = events and events[-1]["event"] == Event.JOB_COMPLETED.value
+    if not already or events[-1].get("reason") != reason:
+        ledger.append(
+            Event.JOB_COMPLETED,
+            reason=reason,
+            best_trial_id=best.trial_id if best else None,
+            best_objective=best.objective if best else None,
+        )
+    return JobResult(job_dir=job_dir.path, reason=reason, trials=trials, best=best)
