@@ -247,7 +247,7 @@ def _run_tune(
         working_dir=str(spec.trainer.working_path),
         extra_env=dict(spec.trainer.env),
         channels={name: str(path) for name, path in spec.input_paths.items()},
-        metric_definitions=tuple((m.Name, m.Regex) for m in spec.metric_definitions),
+        metric_definitions=tuple((m.name, m.regex) for m in spec.metric_definitions),
         objective_metric_name=spec.objective_metric_name,
         job_dir=str(job_dir.path.resolve()),
         max_runtime_s=spec.max_runtime_in_seconds,

@@ -59,11 +59,8 @@ def _assert_exactly_max_jobs(job_dir: Path, max_jobs: int) -> None:
 
 
 def _observed_ids(state: dict) -> set[str]:
-    """Trial ids the saved searcher has observed (the state format is search/'s)."""
-    observations = state.get("observations")
-    if isinstance(observations, dict):
-        return set(observations)
-    return {row["trial_id"] for row in observations}
+    """Trial ids the saved searcher has observed (rows of [trial_id, config, value])."""
+    return {trial_id for trial_id, _config, _value in state["observations"]}
 
 
 @pytest.mark.slow

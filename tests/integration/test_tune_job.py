@@ -124,6 +124,7 @@ def test_retry_happens_for_a_killed_trial_and_not_for_a_crash(tmp_path):
     (record,) = result.trials.values()
     assert record.state is TrialState.COMPLETED and record.attempts == 2
 
+    (tmp_path / "b").mkdir()
     _, crashed = _run(
         tmp_path / "b",
         max_jobs=1,

@@ -1,0 +1,1 @@
+"""Trainers, each a script-mode program run as `python -m models.<name>`."""

@@ -1,0 +1,159 @@
+"""Metric definitions (SageMaker's rules) and incremental, partial-line-tolerant parsing."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from orchestrator.errors import OpenAMTError
+from orchestrator.metrics_parser import MetricDefinition, MetricDefinitionError, MetricParser
+
+ACCURACY = MetricDefinition.from_mapping(
+    {"Name": "Validation-accuracy", "Regex": r"validation: accuracy=([0-9\.]+)"}
+)
+LOSS = MetricDefinition.from_mapping({"Name": "train-loss", "Regex": r"train: loss=(\S+)"})
+
+LOG = (
+    "starting up\n"
+    "[Epoch 1] train: loss=0.9 validation: accuracy=0.5\n"
+    "validation accuracy 0.99 (near miss)\n"
+    "validation: accuracy=not-a-number\n"
+    "\ufffd\ufffd garbage \x00 bytes\n"
+    "[Epoch 2] train: loss=0.4\n"
+    "[Epoch 2] validation: accuracy=0.75\n"
+)
+EXPECTED = [
+    ("Validation-accuracy", 0.5),  # within a line, in the order of the definitions
+    ("train-loss", 0.9),
+    ("train-loss", 0.4),
+    ("Validation-accuracy", 0.75),
+]
+
+
+def parse_all(chunks: list[str]) -> list[tuple[str, float]]:
+    parser = MetricParser(definitions=[ACCURACY, LOSS])
+    found: list[tuple[str, float]] = []
+    for chunk in chunks:
+        found += parser.feed(chunk)
+    return found + parser.finish()
+
+
+def test_from_mapping_builds_a_compiled_definition() -> None:
+    definition = MetricDefinition.from_mapping({"name": "acc", "REGEX": "acc=(.*)"})
+    assert definition.name == "acc"
+    assert definition.regex.pattern == "acc=(.*)"
+
+
+@pytest.mark.parametrize(
+    ("mapping", "expected_words"),
+    [
+        ({"Name": "acc"}, ["missing", "Regex"]),
+        ({"Regex": "a=(1)"}, ["missing", "Name"]),
+        ({"Name": "acc", "Regex": "a=(1)", "Extra": 1}, ["unknown", "extra"]),
+        ({"Name": "acc", "Regex": "a=([0-9"}, ["acc", "a=([0-9", "does not compile"]),
+        ({"Name": "acc", "Regex": "a=[0-9]+"}, ["acc", "exactly one capture group", "has 0"]),
+        ({"Name": "acc", "Regex": "(a)=([0-9]+)"}, ["exactly one capture group", "has 2"]),
+        ({"Name": "acc", "Regex": "(" + "a" * 500 + ")"}, ["at most 500 characters"]),
+        ({"Name": "n" * 256, "Regex": "a=(1)"}, ["at most 255 characters"]),
+        ({"Name": "  ", "Regex": "a=(1)"}, ["non-empty"]),
+        ({"Name": "acc", "Regex": 5}, ["must be a string"]),
+    ],
+)
+def test_bad_definitions_name_field_value_and_rule(
+    mapping: dict[str, object], expected_words: list[str]
+) -> None:
+    with pytest.raises(MetricDefinitionError) as caught:
+        MetricDefinition.from_mapping(mapping)
+    for word in expected_words:
+        assert word in str(caught.value)
+
+
+def test_definition_errors_belong_to_the_package_hierarchy() -> None:
+    with pytest.raises(OpenAMTError):
+        MetricDefinition(name="acc", regex=re.compile("no group"))
+    with pytest.raises(ValueError):
+        MetricDefinition(name="acc", regex=re.compile("no group"))
+
+
+def test_whole_log_yields_matches_in_order_and_skips_garbage() -> None:
+    assert parse_all([LOG]) == EXPECTED
+
+
+def test_every_split_point_gives_the_same_matches() -> None:
+    for cut in range(len(LOG) + 1):
+        assert parse_all([LOG[:cut], LOG[cut:]]) == EXPECTED, f"cut at {cut}"
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(LOG)), max_size=12))
+def test_any_chunking_gives_the_same_matches(cuts: list[int]) -> None:
+    bounds = [0, *sorted(cuts), len(LOG)]
+    chunks = [LOG[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    assert parse_all(chunks) == EXPECTED
+
+
+def test_one_character_at_a_time() -> None:
+    assert parse_all(list(LOG)) == EXPECTED
+
+
+def test_partial_line_waits_for_its_end() -> None:
+    parser = MetricParser(definitions=[ACCURACY])
+    assert parser.feed("validation: accuracy=0.1") == []  # could still become 0.12
+    assert parser.feed("2\n") == [("Validation-accuracy", 0.12)]
+
+
+def test_finish_flushes_an_unterminated_last_line_once() -> None:
+    parser = MetricParser(definitions=[ACCURACY])
+    assert parser.feed("validation: accuracy=0.9") == []
+    assert parser.finish() == [("Validation-accuracy", 0.9)]
+    assert parser.finish() == []
+
+
+def test_carriage_returns_end_lines_like_newlines() -> None:
+    text = "validation: accuracy=0.1\rvalidation: accuracy=0.2\r\nvalidation: accuracy=0.3\n"
+    assert [value for _, value in parse_all([text])] == [0.1, 0.2, 0.3]
+
+
+def test_crlf_split_between_chunks() -> None:
+    assert [v for _, v in parse_all(["validation: accuracy=0.1\r", "\nx\n"])] == [0.1]
+
+
+def test_all_definitions_apply_to_the_same_line_in_definition_order() -> None:
+    parser = MetricParser(definitions=[LOSS, ACCURACY])
+    line = "[Epoch 1] validation: accuracy=0.5 train: loss=0.9\n"
+    assert parser.feed(line) == [("train-loss", 0.9), ("Validation-accuracy", 0.5)]
+
+
+def test_nan_and_inf_are_numbers_for_the_caller_to_judge() -> None:
+    found = parse_all(["train: loss=nan\ntrain: loss=inf\ntrain: loss=1e-3\n"])
+    values = [value for _, value in found]
+    assert math.isnan(values[0])
+    assert values[1:] == [math.inf, 1e-3]
+
+
+def test_an_optional_group_that_did_not_participate_is_ignored() -> None:
+    definition = MetricDefinition(name="m", regex=re.compile(r"m(?:=([0-9]+))?"))
+    parser = MetricParser(definitions=[definition])
+    assert parser.feed("m\nm=3\n") == [("m", 3.0)]
+
+
+def test_an_endless_line_is_matched_and_not_buffered_forever() -> None:
+    parser = MetricParser(definitions=[ACCURACY], max_line_chars=100)
+    assert parser.feed("x" * 150 + " validation: accuracy=0.4") == [("Validation-accuracy", 0.4)]
+    assert parser.finish() == []
+
+
+def test_hundred_thousand_lines_parse_quickly() -> None:
+    import time
+
+    text = "".join(
+        f"[Epoch {i}] train: loss=0.{i % 97} validation: accuracy=0.{i % 89}\n"
+        for i in range(100_000)
+    )
+    started = time.perf_counter()
+    found = parse_all([text[i : i + 65536] for i in range(0, len(text), 65536)])
+    assert len(found) == 200_000
+    assert time.perf_counter() - started < 5.0
