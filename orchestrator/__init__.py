@@ -1,5 +1,25 @@
-"""openamt orchestrator: job specs, trials on Ray Tune, the ledger, metrics and the CLI.
+"""openamt orchestrator: job specs, trials on Ray Tune, the ledger, metrics, the CLI and the
+SageMaker-style Python API (`from orchestrator import ScriptTrainer, HyperparameterTuner`).
 
-Modules that talk to Ray are few and named for it (`tune_runner`, `ray_searcher`); everything else
-imports without Ray so it can be used and tested on its own.
+Ray is imported only by the modules that talk to it (`tune_runner`, `ray_adapter`,
+`trainable`); the API names below load on first use, so `import orchestrator.ledger` stays light.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+_API_NAMES = ("ScriptTrainer", "FunctionTrainer", "HyperparameterTuner")
+__all__ = [*_API_NAMES, "HyperparameterTuningJobAnalytics"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API_NAMES:
+        from orchestrator import api
+
+        return getattr(api, name)
+    if name == "HyperparameterTuningJobAnalytics":
+        from orchestrator.analytics import HyperparameterTuningJobAnalytics
+
+        return HyperparameterTuningJobAnalytics
+    raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")

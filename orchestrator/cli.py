@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.errors import OpenAMTError, SpecError
+from orchestrator.exporter import DEFAULT_METRICS_PORT
 
 EXAMPLES = {
     "tune": "openamt tune deploy/jobs/quickstart-digits.yaml\n"
@@ -77,10 +78,11 @@ def _build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--metrics-port",
         type=int,
-        default=None,
-        help="serve Prometheus metrics on this port (default: off; 9464 is "
-        "the port the shipped Prometheus config scrapes)",
+        default=DEFAULT_METRICS_PORT,
+        help=f"serve Prometheus metrics on this port (default {DEFAULT_METRICS_PORT}, the port "
+        "deploy/prometheus/prometheus.yml scrapes; 0 picks a free port)",
     )
+    tune.add_argument("--no-metrics", action="store_true", help="do not serve metrics")
     tune.add_argument(
         "--metrics-host",
         default="127.0.0.1",
@@ -146,7 +148,7 @@ def _tune(args: argparse.Namespace) -> int:
         spec,
         RunOptions(
             address=args.address,
-            metrics_port=args.metrics_port,
+            metrics_port=None if args.no_metrics else args.metrics_port,
             metrics_host=args.metrics_host,
             allow_public_metrics=args.metrics_public,
             show_progress=not args.no_progress,

@@ -35,7 +35,7 @@ def start_job_metrics(
         objective_type=spec.objective_type.value,
         max_jobs=spec.max_jobs,
     )
-    metrics.restore(trials)
+    metrics.restore(trials, gpus_per_trial=spec.resources_per_trial.gpu)
     server = start_metrics_server(
         registry=registry, host=host, port=port, allow_public=allow_public
     )

@@ -14,7 +14,9 @@ from typing import Any
 
 from ray.tune import Callback
 from ray.tune.search import Searcher
+from ray.tune.stopper import Stopper
 
+from orchestrator.job_control import JobControl
 from orchestrator.ledger import TrialState
 from orchestrator.trainable import EPOCH_KEY, FINAL_KEY
 from orchestrator.trial_planner import TrialAssignment, TrialEnd, TrialPlanner
@@ -76,6 +78,11 @@ class PlannerCallback(Callback):
         self.searcher = searcher
         self.objective_metric_name = objective_metric_name
         self.listeners = listeners
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles callbacks with the experiment; listeners (metrics servers, terminals)
+        stay behind — only this driver's instance uses them."""
+        return {**self.__dict__, "listeners": []}
 
     def _trial_id(self, trial: Any) -> str | None:
         assignment = self.searcher.assignments.get(trial.trial_id)
@@ -152,3 +159,26 @@ def _end_from_result(result: dict[str, Any], objective_metric_name: str) -> Tria
         reason="stopped early by the scheduler",
         node_id=result.get("node_id"),
     )
+
+
+class JobStopper(Stopper):
+    """Ray Tune's stopper, answered by `JobControl`: early stopping and completion criteria."""
+
+    def __init__(
+        self, *, searcher: PlannerSearcher, control: JobControl, objective_metric_name: str
+    ) -> None:
+        self.searcher = searcher
+        self.control = control
+        self.objective_metric_name = objective_metric_name
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        value = result.get(self.objective_metric_name)
+        assignment = self.searcher.assignments.get(trial_id)
+        if result.get(FINAL_KEY) or value is None or assignment is None:
+            return False
+        return self.control.should_stop_trial(
+            assignment.trial_id, epoch=int(result.get(EPOCH_KEY, 0)), value=float(value)
+        )
+
+    def stop_all(self) -> bool:
+        return self.control.should_stop_all()

@@ -19,11 +19,17 @@ from typing import Any
 
 import yaml
 
+from orchestrator.completion import CompletionRules, active_seconds
+from orchestrator.early_stopping import MedianStoppingRule
 from orchestrator.errors import OpenAMTError, ResumeError
+from orchestrator.exporter import DEFAULT_METRICS_PORT
+from orchestrator.job_control import JobControl
 from orchestrator.job_dir import JobDir
 from orchestrator.ledger import Event, Ledger, TrialRecord, best_trial, summarize_trials
 from orchestrator.spec import JobSpec, check_resources
+from orchestrator.trainable import EPOCH_KEY
 from orchestrator.trial_planner import TrialPlanner
+from orchestrator.warm_start import parent_observations
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +46,7 @@ class RunOptions:
     """How to run a job, as opposed to what the job is (the spec)."""
 
     address: str | None = None  # None: start Ray embedded in this process
-    metrics_port: int | None = None  # None: no Prometheus exporter
+    metrics_port: int | None = DEFAULT_METRICS_PORT  # None: no exporter; 0: any free port
     metrics_host: str = "127.0.0.1"
     allow_public_metrics: bool = False
     show_progress: bool = True
@@ -57,8 +63,18 @@ class JobResult:
     best: TrialRecord | None
 
 
-def run_job(spec: JobSpec, options: RunOptions = RunOptions()) -> JobResult:
-    """Run (or resume) the job described by `spec` until it completes."""
+def run_job(
+    spec: JobSpec,
+    options: RunOptions = RunOptions(),
+    *,
+    trainable: Callable[[dict[str, Any]], None] | None = None,
+) -> JobResult:
+    """Run (or resume) the job described by `spec` until it completes.
+
+    `trainable` replaces the script-mode trial (the Python API's function trainers): it gets
+    the planner's config (`trial_id`, `attempt`, `hyperparameters`) and must report like
+    `orchestrator.trainable.run_script_trial`.
+    """
     job_dir = JobDir(path=spec.job_dir)
     job_dir.create()
     with job_dir.lock():
@@ -66,15 +82,18 @@ def run_job(spec: JobSpec, options: RunOptions = RunOptions()) -> JobResult:
         ledger = Ledger(job_dir=job_dir.path)
         planner = _make_planner(spec, job_dir, ledger)
         planner.resume()
+        control = _make_control(spec, ledger, planner)
         if planner.done:
             return _finish(spec, job_dir, ledger, planner, reason=_completion_reason(planner))
         listeners, close_listeners = _make_listeners(spec, ledger, planner, options)
+        listeners.insert(0, control.listener)
         try:
             with _ray_session(options), _interrupts_raise():
                 _check_cluster(spec)
                 run_number = _count_runs(ledger) + 1
                 ledger.append(Event.JOB_STARTED, run=run_number, pid=os.getpid())
-                _run_tune(spec, job_dir, planner, listeners, run_number)
+                control.started = control.clock()
+                _run_tune(spec, job_dir, planner, control, listeners, run_number, trainable)
         except KeyboardInterrupt as interrupt:
             ledger.append(Event.JOB_INTERRUPTED, finished=planner.finished_count)
             raise JobInterrupted(
@@ -94,6 +113,7 @@ def _make_planner(spec: JobSpec, job_dir: JobDir, ledger: Ledger) -> TrialPlanne
         spec.search_space(),
         objective_type=spec.objective_type.value,
         seed=spec.random_seed,
+        prior_observations=parent_observations(spec) or None,
     )
     state = job_dir.load_searcher_state()
     if state is not None:
@@ -112,6 +132,36 @@ def _make_planner(spec: JobSpec, job_dir: JobDir, ledger: Ledger) -> TrialPlanne
         max_parallel_jobs=spec.max_parallel_jobs,
         max_retry_attempts=retry,
     )
+
+
+def _make_control(spec: JobSpec, ledger: Ledger, planner: TrialPlanner) -> JobControl:
+    criteria = spec.completion_criteria
+    not_improving = criteria.best_objective_not_improving if criteria else None
+    convergence = criteria.convergence_detected if criteria else None
+    maximize = spec.objective_type.value == "Maximize"
+    events = ledger.events()
+    control = JobControl(
+        planner=planner,
+        rules=CompletionRules(
+            maximize=maximize,
+            target=criteria.target_objective_metric_value if criteria else None,
+            not_improving_trials=(
+                not_improving.max_number_of_training_jobs_not_improving if not_improving else None
+            ),
+            convergence=bool(
+                convergence and convergence.complete_on_convergence.value == "Enabled"
+            ),
+            max_runtime_s=criteria.max_runtime_in_seconds if criteria else None,
+            elapsed_before_s=active_seconds(events),
+        ),
+        median_rule=(
+            MedianStoppingRule(maximize=maximize)
+            if spec.early_stopping_type.value == "Auto"
+            else None
+        ),
+    )
+    control.restore(summarize_trials(events, objective_metric_name=spec.objective_metric_name))
+    return control
 
 
 def _write_or_check_spec(job_dir: JobDir, spec: JobSpec) -> None:
@@ -233,12 +283,14 @@ def _run_tune(
     spec: JobSpec,
     job_dir: JobDir,
     planner: TrialPlanner,
+    control: JobControl,
     listeners: list[Callable[[str, str, dict[str, Any]], None]],
     run_number: int,
+    trial_function: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     from ray import tune
 
-    from orchestrator.ray_adapter import PlannerCallback, PlannerSearcher
+    from orchestrator.ray_adapter import JobStopper, PlannerCallback, PlannerSearcher
     from orchestrator.trainable import TrialLaunch, run_script_trial
 
     resources = spec.resources_per_trial
@@ -261,14 +313,14 @@ def _run_tune(
         objective_metric_name=spec.objective_metric_name,
         listeners=listeners,
     )
-    trainable = tune.with_resources(
-        tune.with_parameters(run_script_trial, launch=launch),
-        {"cpu": resources.cpu, "gpu": resources.gpu},
-    )
+    if trial_function is None:
+        trial_function = tune.with_parameters(run_script_trial, launch=launch)
+    trainable = tune.with_resources(trial_function, {"cpu": resources.cpu, "gpu": resources.gpu})
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
+            scheduler=_hyperband_scheduler(spec),
             num_samples=-1,
             reuse_actors=True,
         ),
@@ -276,11 +328,35 @@ def _run_tune(
             name=f"run-{run_number}",
             storage_path=str(job_dir.ray_storage.resolve()),
             callbacks=[callback],
+            stop=JobStopper(
+                searcher=searcher,
+                control=control,
+                objective_metric_name=spec.objective_metric_name,
+            ),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
         ),
     )
     tuner.fit()
+
+
+def _hyperband_scheduler(spec: JobSpec) -> Any:
+    """Asynchronous successive halving on the epochs trials report (strategy Hyperband)."""
+    if spec.strategy.value != "Hyperband":
+        return None
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
+    config = spec.hyperband_strategy_config
+    min_resource = config.min_resource if config else 1
+    max_resource = config.max_resource if config else int(spec.hyperparameters.get("epochs", 81))
+    return AsyncHyperBandScheduler(
+        time_attr=EPOCH_KEY,
+        metric=spec.objective_metric_name,
+        mode="max" if spec.objective_type.value == "Maximize" else "min",
+        grace_period=min_resource,
+        max_t=max_resource,
+        reduction_factor=3,
+    )
 
 
 def _count_runs(ledger: Ledger) -> int:

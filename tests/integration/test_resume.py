@@ -28,7 +28,7 @@ def _write_job(tmp_path: Path, **overrides) -> Path:
 
 def _start_driver(job: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [*OPENAMT, "tune", str(job), "--no-progress"],
+        [*OPENAMT, "tune", str(job), "--no-progress", "--metrics-port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -79,7 +79,10 @@ def test_sigkill_of_the_driver_then_rerun_finishes_exactly_max_jobs(tmp_path):
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait()
     final = subprocess.run(
-        [*OPENAMT, "tune", str(job), "--no-progress"], capture_output=True, text=True, timeout=300
+        [*OPENAMT, "tune", str(job), "--no-progress", "--metrics-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert final.returncode == 0, final.stdout + final.stderr
     assert "best trial: trial-" in final.stdout
@@ -102,7 +105,10 @@ def test_ctrl_c_stops_cleanly_and_the_job_resumes(tmp_path):
     events = read_events(job_dir / "ledger.jsonl")
     assert events[-1]["event"] == Event.JOB_INTERRUPTED.value
     final = subprocess.run(
-        [*OPENAMT, "tune", str(job), "--no-progress"], capture_output=True, text=True, timeout=300
+        [*OPENAMT, "tune", str(job), "--no-progress", "--metrics-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert final.returncode == 0, final.stdout + final.stderr
     _assert_exactly_max_jobs(job_dir, max_jobs)

@@ -16,7 +16,7 @@ from tests.fixtures.standin_trainer import final_accuracy
 from tests.helpers import OBJECTIVE, standin_spec
 
 pytestmark = pytest.mark.usefixtures("local_ray")
-QUIET = RunOptions(show_progress=False)
+QUIET = RunOptions(show_progress=False, metrics_port=None)
 
 
 def _run(tmp_path: Path, **overrides):

@@ -1,0 +1,253 @@
+"""A tuning job read back the way SageMaker shows one: `DescribeHyperParameterTuningJob`'s dict
+and `HyperparameterTuningJobAnalytics(...).dataframe()`'s table.
+
+    analytics = HyperparameterTuningJobAnalytics("runs/cifar10-bayes")
+    df = analytics.dataframe()      # a row per trial, SageMaker's columns
+    df.sort_values("FinalObjectiveValue", ascending=False).head()
+
+Everything here only reads the job directory (spec and ledger), so it works on running,
+stopped and finished jobs alike, from any process. A job started by
+`HyperparameterTuner.fit(wait=False)` has a `job.yaml` before its driver writes `spec.yaml`;
+either one is enough to read the job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from orchestrator.errors import OpenAMTError
+from orchestrator.job_dir import JobDir
+from orchestrator.ledger import Event, TrialRecord, TrialState
+from orchestrator.results import JobView, load_job
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: The job file `HyperparameterTuner.fit` writes into the job directory (absolute paths).
+JOB_FILE = "job.yaml"
+
+#: SageMaker's `TrainingJobStatus` for each trial state.
+TRAINING_JOB_STATUS = {
+    TrialState.RUNNING: "InProgress",
+    TrialState.COMPLETED: "Completed",
+    TrialState.FAILED: "Failed",
+    TrialState.STOPPED: "Stopped",
+}
+
+#: `dataframe()` columns after the tuned hyperparameters (SageMaker's order).
+DATAFRAME_COLUMNS = (
+    "TrainingJobName",
+    "TrainingJobStatus",
+    "FinalObjectiveValue",
+    "TrainingStartTime",
+    "TrainingEndTime",
+    "TrainingElapsedTimeSeconds",
+)
+
+_JOB_LEVEL_EVENTS = frozenset(
+    {Event.JOB_STARTED.value, Event.JOB_COMPLETED.value, Event.JOB_INTERRUPTED.value}
+)
+
+
+class TuningJobStatus(str, enum.Enum):
+    """SageMaker's `HyperParameterTuningJobStatus` values that apply to an openamt job."""
+
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    STOPPED = "Stopped"
+    FAILED = "Failed"
+
+
+def load_tuning_job(job_dir: str | Path) -> JobView:
+    """The job's spec and trials; a job whose driver has not started yet has no trials."""
+    path = Path(job_dir)
+    if JobDir(path=path).spec_path.exists():
+        return load_job(path)
+    job_file = path / JOB_FILE
+    if job_file.exists():
+        spec = yaml.safe_load(job_file.read_text(encoding="utf-8")) or {}
+        return JobView(path=path, spec=spec, trials={}, events=[])
+    raise OpenAMTError(
+        f"{path} is not an openamt job directory (no spec.yaml or {JOB_FILE}); pass the "
+        "directory of a job (output_path/name)"
+    )
+
+
+def last_run_ended(events: Sequence[dict[str, Any]]) -> bool:
+    """True when the latest driver run recorded its end (completed or interrupted)."""
+    last = _last_job_event(events)
+    return last is not None and last["event"] != Event.JOB_STARTED.value
+
+
+def _last_job_event(events: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The latest job_started, job_completed or job_interrupted event."""
+    return next((e for e in reversed(events) if e["event"] in _JOB_LEVEL_EVENTS), None)
+
+
+def job_status(view: JobView, *, driver_running: bool) -> TuningJobStatus:
+    """InProgress while a driver runs it; else how the last run ended. A run that recorded no
+    end (its driver died) is Failed: its `driver.log` says why, and rerunning resumes it."""
+    if driver_running:
+        return TuningJobStatus.IN_PROGRESS
+    if view.completion is not None:
+        return TuningJobStatus.COMPLETED
+    last = _last_job_event(view.events)
+    if last is not None and last["event"] == Event.JOB_INTERRUPTED.value:
+        return TuningJobStatus.STOPPED
+    return TuningJobStatus.FAILED
+
+
+def describe_job(view: JobView, *, driver_running: bool) -> dict[str, Any]:
+    """The job as SageMaker's `DescribeHyperParameterTuningJob` response shows it, plus
+    `JobDirectory` and `CompletionReason` (why the job ended: MaxNumberOfTrainingJobsReached,
+    a completion criterion, ...). Times are timezone-aware UTC datetimes, as boto3 returns."""
+    spec = view.spec
+    status = job_status(view, driver_running=driver_running)
+    completion = view.completion
+    description: dict[str, Any] = {
+        "HyperParameterTuningJobName": spec.get("name"),
+        "HyperParameterTuningJobStatus": status.value,
+        "JobDirectory": str(view.path),
+        "HyperParameterTuningJobConfig": {
+            "Strategy": spec.get("strategy", "Bayesian"),
+            "HyperParameterTuningJobObjective": {
+                "Type": spec.get("objective_type", "Maximize"),
+                "MetricName": view.objective_metric_name,
+            },
+            "ResourceLimits": {
+                "MaxNumberOfTrainingJobs": spec.get("max_jobs"),
+                "MaxParallelTrainingJobs": spec.get("max_parallel_jobs", 1),
+            },
+            "TrainingJobEarlyStoppingType": spec.get("early_stopping_type", "Off"),
+        },
+        "TrainingJobStatusCounters": _status_counters(view),
+        "ObjectiveStatusCounters": _objective_counters(view),
+        "CreationTime": _datetime(view.events[0]["time"]) if view.events else None,
+        "CompletionReason": completion["reason"] if completion else None,
+    }
+    best = view.best
+    if best is not None:
+        description["BestTrainingJob"] = _training_job_summary(view, best)
+    last = _last_job_event(view.events)
+    if status is not TuningJobStatus.IN_PROGRESS and last is not None:
+        description["HyperParameterTuningEndTime"] = _datetime(last["time"])
+    if status is TuningJobStatus.FAILED:
+        description["FailureReason"] = (
+            "the driver stopped without recording the end of the job; see driver.log in the "
+            "job directory. Rerunning the job resumes it."
+        )
+    return description
+
+
+def _status_counters(view: JobView) -> dict[str, int]:
+    """SageMaker's `TrainingJobStatusCounters`: a retried attempt counts as a RetryableError,
+    a trial that failed for good as a NonRetryableError."""
+    states = Counter(t.state for t in view.trials.values())
+    retried = sum(
+        1 for e in view.events if e["event"] == Event.TRIAL_COMPLETED.value and e.get("will_retry")
+    )
+    return {
+        "Completed": states[TrialState.COMPLETED],
+        "InProgress": states[TrialState.RUNNING],
+        "RetryableError": retried,
+        "NonRetryableError": states[TrialState.FAILED],
+        "Stopped": states[TrialState.STOPPED],
+    }
+
+
+def _objective_counters(view: JobView) -> dict[str, int]:
+    succeeded = pending = failed = 0
+    for trial in view.trials.values():
+        if trial.state is TrialState.RUNNING:
+            pending += 1
+        elif trial.objective is not None:
+            succeeded += 1
+        else:
+            failed += 1
+    return {"Succeeded": succeeded, "Pending": pending, "Failed": failed}
+
+
+def _training_job_summary(view: JobView, trial: TrialRecord) -> dict[str, Any]:
+    return {
+        "TrainingJobName": trial.trial_id,
+        "TrainingJobStatus": TRAINING_JOB_STATUS[trial.state],
+        "TunedHyperParameters": {name: trial.config.get(name) for name in view.tuned_names},
+        "FinalHyperParameterTuningJobObjectiveMetric": {
+            "Type": view.spec.get("objective_type", "Maximize"),
+            "MetricName": view.objective_metric_name,
+            "Value": trial.objective,
+        },
+        "TrainingStartTime": _datetime(trial.start_time),
+        "TrainingEndTime": _datetime(trial.end_time),
+    }
+
+
+def _datetime(timestamp: float | None) -> dt.datetime | None:
+    if timestamp is None:
+        return None
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc)
+
+
+class HyperparameterTuningJobAnalytics:
+    """SageMaker's analytics object for one job directory (running or finished)."""
+
+    def __init__(self, job_dir: str | Path) -> None:
+        self.job_dir = Path(job_dir)
+        self._dataframe: pd.DataFrame | None = None
+        load_tuning_job(self.job_dir)  # fail now, not at the first dataframe(), if it is no job
+
+    @property
+    def name(self) -> str:
+        """The tuning job's name."""
+        return str(load_tuning_job(self.job_dir).spec.get("name"))
+
+    @property
+    def tuning_ranges(self) -> dict[str, Any]:
+        """The tuned hyperparameters' ranges, in the job-file form."""
+        return dict(load_tuning_job(self.job_dir).spec.get("hyperparameter_ranges") or {})
+
+    def dataframe(self, force_refresh: bool = False) -> pd.DataFrame:
+        """A row per trial in trial order: one column per tuned hyperparameter, then
+        `DATAFRAME_COLUMNS`. Cached like SageMaker's; `force_refresh=True` rereads the job."""
+        if self._dataframe is None or force_refresh:
+            self._dataframe = trials_dataframe(load_tuning_job(self.job_dir))
+        return self._dataframe
+
+    def clear_cache(self) -> None:
+        """Forget the cached table, so the next `dataframe()` rereads the job."""
+        self._dataframe = None
+
+
+def trials_dataframe(view: JobView) -> pd.DataFrame:
+    """The `dataframe()` table of a loaded job."""
+    import pandas as pd
+
+    rows = []
+    for trial in view.trials.values():
+        row: dict[str, Any] = {name: trial.config.get(name) for name in view.tuned_names}
+        elapsed = trial.duration_s
+        row.update(
+            {
+                "TrainingJobName": trial.trial_id,
+                "TrainingJobStatus": TRAINING_JOB_STATUS[trial.state],
+                "FinalObjectiveValue": trial.objective,
+                "TrainingStartTime": _datetime(trial.start_time),
+                "TrainingEndTime": _datetime(trial.end_time),
+                "TrainingElapsedTimeSeconds": elapsed,
+            }
+        )
+        rows.append(row)
+    columns = [*view.tuned_names, *DATAFRAME_COLUMNS]
+    frame = pd.DataFrame(rows, columns=columns)
+    for column in ("TrainingStartTime", "TrainingEndTime"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    for column in ("FinalObjectiveValue", "TrainingElapsedTimeSeconds"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    return frame
