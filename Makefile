@@ -26,8 +26,12 @@ $(STAMPS)/venv-mxnet: models/requirements-mxnet.txt
 	$(MXVENV)/bin/pip install -q -r models/requirements-mxnet.txt
 	@mkdir -p $(STAMPS) && touch $@
 
-quickstart: setup
-	$(VENV)/bin/openamt tune deploy/jobs/quickstart-digits.yaml
+# The MXNet trainer (small CNN, CPU) on scikit-learn's digits written as a CIFAR-format data set.
+quickstart: setup data/digits-cifar
+	$(VENV)/bin/openamt tune deploy/jobs/mxnet-digits.yaml
+
+data/digits-cifar: $(STAMPS)/venv-mxnet
+	$(MXVENV)/bin/python -m models.digits_cifar --dest $@
 
 test: setup
 	$(VENV)/bin/ruff check search orchestrator models tests benchmarks

@@ -161,7 +161,7 @@ def _tune(args: argparse.Namespace) -> int:
             f"best trial: {result.best.trial_id}  "
             f"{spec.objective_metric_name}={result.best.objective:.6g}"
         )
-        console.print(f"hyperparameters: {json.dumps(result.best.config)}")
+        console.print(f"hyperparameters: {json.dumps(result.best.config)}", soft_wrap=True)
     else:
         console.print("no trial produced an objective value")
     console.print(f"job directory: {result.job_dir}")
