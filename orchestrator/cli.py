@@ -28,8 +28,8 @@ EXAMPLES = {
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,7 +177,7 @@ def _validate(args: argparse.Namespace) -> int:
     if args.sample_log is not None:
         problems = validate_sample_log(spec, args.sample_log.read_text(errors="replace"))
         if problems:
-            raise SpecError(problems, source=str(args.sample_log))
+            raise SpecError(problems, source=f"{args.job} checked against {args.sample_log}")
     space = spec.search_space()
     console.print(
         f"{args.job}: valid — {len(space.tunable_names)} tuned hyperparameters, "

@@ -813,13 +813,20 @@ def validate_sample_log(spec: JobSpec, log_text: str) -> list[SpecProblem]:
         captures = [m.group(1) for line in lines if (m := definition.pattern.search(line))]
         field = f"metric_definitions[{index}].Regex"
         if not captures:
-            problems.append(SpecProblem(field, definition.regex, "matches no line of the log"))
+            problems.append(
+                SpecProblem(
+                    field,
+                    definition.regex,
+                    f"metric {definition.name!r} matches no line of the log",
+                )
+            )
         elif not any(_is_number(capture) for capture in captures):
             problems.append(
                 SpecProblem(
                     field,
                     definition.regex,
-                    f"matches the log but captures no number (first capture: {captures[0]!r})",
+                    f"metric {definition.name!r} matches the log but captures no number "
+                    f"(first capture: {captures[0]!r})",
                 )
             )
     return problems

@@ -225,6 +225,10 @@ def _ray_session(options: RunOptions) -> Iterator[None]:
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # The ledger is the record: Tune's per-trial JSON/CSV/TensorBoard loggers and frequent
+    # experiment checkpoints only cost time per trial.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "300")
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if options.address is None:
         kwargs["include_dashboard"] = False

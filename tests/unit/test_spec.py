@@ -360,7 +360,7 @@ def test_validate_sample_log_names_the_definitions_that_extract_nothing() -> Non
     [problem] = validate_sample_log(spec, "train: loss=0.5\nvalidation: acc=0.8\n")
     assert problem.field == "metric_definitions[0].Regex"
     assert problem.value == "validation: accuracy=([0-9\\.]+)"
-    assert problem.rule == "matches no line of the log"
+    assert problem.rule == "metric 'Validation-accuracy' matches no line of the log"
 
 
 def test_validate_sample_log_flags_a_capture_that_is_not_a_number() -> None:
