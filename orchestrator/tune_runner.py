@@ -26,6 +26,7 @@ from orchestrator.exporter import DEFAULT_METRICS_PORT
 from orchestrator.job_control import JobControl
 from orchestrator.job_dir import JobDir
 from orchestrator.ledger import Event, Ledger, TrialRecord, best_trial, summarize_trials
+from orchestrator.ray_metrics import publish_service_discovery
 from orchestrator.spec import JobSpec, check_resources
 from orchestrator.trainable import EPOCH_KEY
 from orchestrator.trial_planner import TrialPlanner
@@ -239,9 +240,14 @@ def _ray_session(options: RunOptions) -> Iterator[None]:
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(**kwargs)
+    discovery = None
+    if started_here and options.address is None and options.metrics_port is not None:
+        discovery = publish_service_discovery()
     try:
         yield
     finally:
+        if discovery is not None:
+            discovery.unlink(missing_ok=True)
         if started_here:
             ray.shutdown()
 

@@ -1,0 +1,36 @@
+"""Ray's own metrics reach Prometheus through the service-discovery file."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+
+from orchestrator.ray_metrics import metrics_targets, publish_service_discovery
+
+pytestmark = pytest.mark.usefixtures("local_ray")
+
+
+def test_the_discovery_file_lists_nodes_that_serve_ray_metrics(tmp_path):
+    path = tmp_path / "sd.json"
+    assert publish_service_discovery(path) == path
+    [group] = json.loads(path.read_text())
+    assert group["targets"] == metrics_targets() and group["targets"]
+    body = ""
+    deadline = time.monotonic() + 30  # Ray's agent exports a few seconds after start
+    while "ray_node_cpu_count" not in body and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{group['targets'][0]}/metrics", timeout=5) as r:
+                body = r.read().decode()
+        except OSError:
+            time.sleep(1)
+    assert "ray_node_cpu_count" in body
+
+
+def test_an_existing_file_is_left_to_ray(tmp_path):
+    path = tmp_path / "sd.json"
+    path.write_text("[]")
+    assert publish_service_discovery(path) is None
+    assert path.read_text() == "[]"
