@@ -170,6 +170,7 @@ def summarize_trials(
             record.will_retry = False
             record.history = []
         elif kind == Event.TRIAL_RESULT.value and trial_id in trials:
+            trials[trial_id].node_id = event.get("node_id") or trials[trial_id].node_id
             if objective_metric_name is None or event.get("metric") == objective_metric_name:
                 trials[trial_id].history.append((event["step"], event["value"]))
         elif kind == Event.TRIAL_COMPLETED.value and trial_id in trials:

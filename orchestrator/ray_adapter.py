@@ -18,7 +18,7 @@ from ray.tune.stopper import Stopper
 
 from orchestrator.job_control import JobControl
 from orchestrator.ledger import TrialState
-from orchestrator.trainable import EPOCH_KEY, FINAL_KEY
+from orchestrator.trainable import EPOCH_KEY, FINAL_KEY, NODE_KEY
 from orchestrator.trial_planner import TrialAssignment, TrialEnd, TrialPlanner
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,11 @@ class PlannerCallback(Callback):
             return
         step = int(result.get(EPOCH_KEY, 0))
         self.planner.record_result(
-            trial_id, metric=self.objective_metric_name, value=float(value), step=step
+            trial_id,
+            metric=self.objective_metric_name,
+            value=float(value),
+            step=step,
+            node_id=result.get(NODE_KEY),
         )
         self._notify("progress", trial_id, {"objective": float(value), "epoch": step})
 
@@ -124,12 +128,15 @@ class PlannerCallback(Callback):
         if trial_id is None:
             return
         error = trial.get_error()
-        message = str(error).strip().splitlines()[-1] if error else "unknown Ray error"
+        message = str(error).strip().splitlines()[-1] if error else "no details from Ray"
+        last = trial.last_result or {}
+        where = last.get(NODE_KEY) or "an unknown node"
         end = TrialEnd(
             state=TrialState.FAILED,
             objective=None,
-            reason=f"the Ray worker running the trial failed (node or process lost): {message}",
+            reason=f"the Ray worker running the trial on {where} was lost: {message}",
             retryable=True,
+            node_id=last.get(NODE_KEY),
         )
         self._finish(trial_id, end)
 
@@ -149,7 +156,7 @@ def _end_from_result(result: dict[str, Any], objective_metric_name: str) -> Tria
             exit_code=result.get("openamt_exit_code"),
             signal=result.get("openamt_signal"),
             duration_s=result.get("openamt_duration_s"),
-            node_id=result.get("openamt_node_id"),
+            node_id=result.get(NODE_KEY),
         )
     value = result.get(objective_metric_name)
     objective = float(value) if value is not None and math.isfinite(value) else None
@@ -157,7 +164,7 @@ def _end_from_result(result: dict[str, Any], objective_metric_name: str) -> Tria
         state=TrialState.STOPPED,
         objective=objective,
         reason="stopped early by the scheduler",
-        node_id=result.get("node_id"),
+        node_id=result.get(NODE_KEY),
     )
 
 

@@ -28,6 +28,7 @@ from orchestrator.trial_process import (
 
 FINAL_KEY = "openamt_final"
 EPOCH_KEY = "epoch"
+NODE_KEY = "openamt_node_id"
 
 
 @dataclass(frozen=True)
@@ -80,13 +81,14 @@ def run_script_trial(config: dict[str, Any], launch: TrialLaunch) -> None:
     )
     latest: dict[str, float] = {}
     epochs_reported = 0
+    node_id = ray.get_runtime_context().get_node_id()
 
     def on_metric(name: str, value: float, step: int) -> None:
         nonlocal epochs_reported
         latest[name] = value
         if name == launch.objective_metric_name:
             epochs_reported = step
-            tune.report({**latest, EPOCH_KEY: step})
+            tune.report({**latest, EPOCH_KEY: step, NODE_KEY: node_id})
 
     outcome = run_trial_process(
         argv=build_argv(launch.command, hyperparameters),
@@ -114,7 +116,7 @@ def run_script_trial(config: dict[str, Any], launch: TrialLaunch) -> None:
             "openamt_exit_code": outcome.exit_code,
             "openamt_signal": outcome.signal,
             "openamt_duration_s": outcome.duration_s,
-            "openamt_node_id": ray.get_runtime_context().get_node_id(),
+            NODE_KEY: node_id,
         }
     )
 

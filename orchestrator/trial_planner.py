@@ -182,7 +182,9 @@ class TrialPlanner:
         return TrialAssignment(trial_id=trial_id, attempt=1, hyperparameters=dict(config))
 
     # -- progress and ends --------------------------------------------------------------------
-    def record_result(self, trial_id: str, *, metric: str, value: float, step: int) -> None:
+    def record_result(
+        self, trial_id: str, *, metric: str, value: float, step: int, node_id: str | None = None
+    ) -> None:
         assignment = self.running.get(trial_id)
         if assignment is None:
             return
@@ -193,6 +195,7 @@ class TrialPlanner:
             metric=metric,
             value=value if math.isfinite(value) else None,
             step=step,
+            node_id=node_id,
         )
 
     def record_end(self, trial_id: str, end: TrialEnd) -> bool:

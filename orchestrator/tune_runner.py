@@ -230,6 +230,9 @@ def _ray_session(options: RunOptions) -> Iterator[None]:
     # experiment checkpoints only cost time per trial.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "300")
+    # Without per-trial result files Tune's end-of-run summary has nothing to read; the
+    # ledger is the summary, so its "Failed to fetch metrics" warning is noise.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if options.address is None:
         kwargs["include_dashboard"] = False
@@ -326,6 +329,9 @@ def _run_tune(
     if trial_function is None:
         trial_function = tune.with_parameters(run_script_trial, launch=launch)
     trainable = tune.with_resources(trial_function, {"cpu": resources.cpu, "gpu": resources.gpu})
+    # Tune keeps one trial pending at a time for searchers of its own; with more, all of
+    # `max_parallel_jobs` can wait for resources at once (and an autoscaler sees them all).
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(spec.max_parallel_jobs)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
