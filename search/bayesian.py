@@ -1,0 +1,325 @@
+"""``BayesianSearcher``: Gaussian-process Bayesian optimisation on BoTorch.
+
+Each suggestion after the initial design:
+
+1. training data = prior observations + this job's observations, as unit-cube points
+   (``n x d``) and values turned into "larger is better" (negated for ``Minimize``);
+   failed trials (None, NaN, ±inf) are imputed with the worst finite value seen, so the
+   model learns to avoid regions that crash and no NaN ever reaches it; beyond
+   ``max_model_points`` observations the model sees the best half of that budget plus a
+   seeded uniform sample of the rest (the optimum's neighbourhood in full detail, the
+   global shape coarsely), which bounds the cost of a suggestion;
+2. values standardised, GP fitted (see ``gp_model``), hyperparameters warm-started
+   from the previous fit;
+3. qLogNEI with the pending trials' points optimised over the mixed space (see
+   ``acquisition``); the winner is never a config already tried or pending.
+
+Modelling failures (``ModelFittingError``, ``NotPSDError``, ...) make that one suggestion
+a random one, logged and counted in ``fallback_count``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import scipy.stats
+import torch
+from botorch.exceptions.errors import BotorchError, ModelFittingError
+from linear_operator.utils.errors import NanError, NotPSDError
+
+from search.acquisition import (
+    AcquisitionSettings,
+    log_expected_improvement,
+    make_acquisition,
+    optimize_acquisition,
+)
+from search.enums import ObjectiveType, Strategy
+from search.errors import SearcherOptionError, StateDictError
+from search.gp_model import Hyperparameters, fit_gp
+from search.parameters import CategoricalParameter
+from search.rng import (
+    RANDOM_STREAM,
+    SUBSAMPLE_STREAM,
+    TORCH_STREAM,
+    derived_seed,
+    generator,
+    isolated_global_rngs,
+)
+from search.sampling import draw_unseen, is_exhausted, sobol_point
+from search.searcher import Searcher
+from search.space import Config, SearchSpace
+
+logger = logging.getLogger(__name__)
+
+#: Errors from model fitting or acquisition optimisation that trigger a random fallback.
+RECOVERABLE_ERRORS: tuple[type[BaseException], ...] = (
+    ModelFittingError,  # not a BotorchError subclass
+    BotorchError,
+    NotPSDError,
+    NanError,
+    torch.linalg.LinAlgError,
+)
+#: The GP needs at least this many finite observations.
+MIN_MODEL_OBSERVATIONS = 2
+
+#: Fits the surrogate: ``(train_x, train_y, *, categorical_dims, initial)`` to
+#: ``(model, hyperparameters)``; see ``gp_model.fit_gp``.
+ModelFitter = Callable[..., tuple[Any, Hyperparameters]]
+
+
+def default_initial_design_size(dimension: int) -> int:
+    """Sobol points before the GP takes over: ``max(5, d + 1)``."""
+    return max(5, dimension + 1)
+
+
+class BayesianSearcher(Searcher):
+    """GP-based Bayesian optimisation; see the module docstring.
+
+    Options (keyword-only):
+        initial_design_size: Sobol suggestions before modelling starts, reduced by the
+            number of finite prior observations (default ``max(5, d + 1)``).
+        num_restarts, raw_samples, mc_samples: acquisition optimisation effort.
+        max_model_points: most observations the GP is fitted to (see above).
+        num_threads: torch threads used while suggesting (default 1: a GP on a few
+            hundred points gains little from more, and extra threads spin badly when the
+            host's cores are busy with trials); the caller's setting is restored.
+        model_fitter: fits the surrogate (default ``gp_model.fit_gp``); an extension
+            point, also used by tests to exercise the fallback path.
+
+    ``expected_improvement_history`` holds ``(trial_id, ei)`` for every GP-based
+    suggestion: the expected improvement of the suggested config over the best
+    observation so far (pending trials ignored), divided by the range (max − min) of the
+    finite objective values seen — dimensionless, comparable across metrics, and
+    shrinking towards 0 as the search converges.
+    """
+
+    strategy = Strategy.BAYESIAN
+
+    def __init__(
+        self,
+        *,
+        space: SearchSpace,
+        objective_type: ObjectiveType | str = ObjectiveType.MAXIMIZE,
+        seed: int = 0,
+        prior_observations: Iterable[tuple[Mapping[str, Any], float | None]] | None = None,
+        initial_design_size: int | None = None,
+        num_restarts: int = 10,
+        raw_samples: int = 512,
+        mc_samples: int = 128,
+        max_model_points: int = 200,
+        num_threads: int = 1,
+        model_fitter: ModelFitter = fit_gp,
+        output_warping: bool = False,
+        matern: bool = False,
+        max_iterations: int = 100,
+        max_alternations: int = 8,
+    ) -> None:
+        super().__init__(
+            space=space,
+            objective_type=objective_type,
+            seed=seed,
+            prior_observations=prior_observations,
+        )
+        if initial_design_size is None:
+            initial_design_size = default_initial_design_size(space.dimension)
+        _check_count("initial_design_size", initial_design_size, minimum=0)
+        _check_count("num_restarts", num_restarts, minimum=1)
+        _check_count("raw_samples", raw_samples, minimum=num_restarts)
+        _check_count("mc_samples", mc_samples, minimum=1)
+        _check_count("max_model_points", max_model_points, minimum=MIN_MODEL_OBSERVATIONS)
+        _check_count("num_threads", num_threads, minimum=1)
+        self._initial_design_size = initial_design_size
+        self._settings = AcquisitionSettings(
+            num_restarts=num_restarts,
+            raw_samples=raw_samples,
+            mc_samples=mc_samples,
+            max_iterations=max_iterations,
+            max_alternations=max_alternations,
+        )
+        self._output_warping = output_warping
+        self._matern = matern
+        self._max_model_points = max_model_points
+        self._num_threads = num_threads
+        self._model_fitter = model_fitter
+        self._categorical_dims = [
+            dim
+            for dim, parameter in enumerate(space.parameters.values())
+            if isinstance(parameter, CategoricalParameter)
+        ]
+        self._ei_history: list[tuple[str, float]] = []
+        self._hyperparameters: Hyperparameters | None = None
+
+    @property
+    def expected_improvement_history(self) -> list[tuple[str, float]]:
+        """``(trial_id, normalised expected improvement)`` per GP-based suggestion."""
+        return list(self._ei_history)
+
+    @property
+    def initial_design_size(self) -> int:
+        return self._initial_design_size
+
+    def _propose(self, trial_id: str, index: int) -> Config | None:
+        seen = self._seen_keys()
+        if is_exhausted(self.space, seen):
+            return None
+        train_x, train_y = self._training_data(index)
+        finite_priors = sum(v is not None for _, v in self.prior_observations)
+        in_initial_design = index < self._initial_design_size - finite_priors
+        if in_initial_design or len(train_y) < MIN_MODEL_OBSERVATIONS:
+            point = sobol_point(self.space, seed=self.seed, index=index)
+            return draw_unseen(self.space, self._rng(index), seen, first_choice=point)
+        try:
+            with (
+                isolated_global_rngs(derived_seed(self.seed, TORCH_STREAM, index)),
+                _torch_threads(self._num_threads),
+                _warnings_to_debug_log(),
+            ):
+                proposal = self._model_proposal(train_x, train_y, seen, index)
+        except RECOVERABLE_ERRORS as error:
+            self._fallback_count += 1
+            logger.warning(
+                "Bayesian suggestion %d for trial %s fell back to random (%s: %s)",
+                index,
+                trial_id,
+                type(error).__name__,
+                error,
+            )
+            return draw_unseen(self.space, self._rng(index), seen)
+        if proposal is None:
+            return None
+        config, expected_improvement = proposal
+        self._ei_history.append((trial_id, expected_improvement))
+        return config
+
+    def _model_proposal(
+        self, train_x: np.ndarray, train_y: np.ndarray, seen: set, index: int
+    ) -> tuple[Config, float] | None:
+        """Fit the GP and optimise the acquisition: the config and its normalised EI."""
+        if self._output_warping:
+            train_y = _yeo_johnson(train_y)
+        scale = float(train_y.std()) or 1.0
+        standardised = (train_y - train_y.mean()) / scale
+        x = torch.from_numpy(train_x)
+        extra = {"matern": True} if self._matern else {}
+        model, self._hyperparameters = self._model_fitter(
+            x,
+            torch.from_numpy(standardised).unsqueeze(-1),
+            categorical_dims=self._categorical_dims,
+            initial=self._hyperparameters,
+            **extra,
+        )
+        pending = [self.space.to_unit(c) for c in self.pending.values()]
+        acquisition = make_acquisition(
+            model,
+            x_baseline=x,
+            x_pending=torch.from_numpy(np.array(pending)) if pending else None,
+            mc_samples=self._settings.mc_samples,
+            seed=derived_seed(self.seed, TORCH_STREAM, index),
+        )
+        point = optimize_acquisition(
+            acquisition, self.space, settings=self._settings, seen=seen, rng=self._rng(index)
+        )
+        if point is None:
+            return None
+        spread = float(train_y.max() - train_y.min()) or 1.0
+        log_ei = log_expected_improvement(acquisition, point)
+        return self.space.from_unit(point), math.exp(log_ei) * scale / spread
+
+    def _training_data(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Unit points (``n x d``) and larger-is-better values (``n``) of the completed
+        trials the model sees; failed ones take the worst finite value (dropped if there
+        is none)."""
+        completed = self._completed()
+        finite = [self._to_maximize(v) for _, v in completed if v is not None]
+        worst = min(finite) if finite else None
+        rows, values = [], []
+        for config, value in completed:
+            if value is None and worst is None:
+                continue
+            rows.append(self.space.to_unit(config))
+            values.append(worst if value is None else self._to_maximize(value))
+        if not rows:
+            return np.zeros((0, self.space.dimension)), np.zeros(0)
+        x, y = np.array(rows, dtype=np.float64), np.array(values, dtype=np.float64)
+        if len(y) > self._max_model_points:
+            keep = self._subsample(y, index)
+            x, y = x[keep], y[keep]
+        return x, y
+
+    def _subsample(self, values: np.ndarray, index: int) -> np.ndarray:
+        """Indices (ascending) of the best ``max_model_points // 2`` values plus a seeded
+        uniform sample of the others, ``max_model_points`` in all."""
+        best_count = self._max_model_points // 2
+        order = np.argsort(-values, kind="stable")
+        rest = self._rng(index, SUBSAMPLE_STREAM).choice(
+            order[best_count:], size=self._max_model_points - best_count, replace=False
+        )
+        return np.sort(np.concatenate([order[:best_count], rest]))
+
+    def _rng(self, index: int, stream: int = RANDOM_STREAM) -> np.random.Generator:
+        return generator(self.seed, stream, index)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "expected_improvement_history": [[t, v] for t, v in self._ei_history],
+            "gp_hyperparameters": self._hyperparameters,
+        }
+
+    def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
+        try:
+            history = [(str(t), float(v)) for t, v in extra["expected_improvement_history"]]
+            saved = extra["gp_hyperparameters"]
+            hyperparameters = (
+                None
+                if saved is None
+                else {str(k): [float(x) for x in v] for k, v in dict(saved).items()}
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise StateDictError(f"Bayesian state is malformed: {error}") from error
+        self._ei_history = history
+        self._hyperparameters = hyperparameters
+
+
+def _yeo_johnson(values: np.ndarray) -> np.ndarray:
+    """Standardise, then Yeo-Johnson power-transform with a fitted, clipped lambda."""
+    scale = float(values.std())
+    if scale == 0.0 or len(values) < 3:
+        return values
+    z = (values - values.mean()) / scale
+    lam = float(np.clip(scipy.stats.yeojohnson_normmax(z), -2.0, 4.0))
+    return scipy.stats.yeojohnson(z, lmbda=lam)
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """Use ``count`` intra-op threads for the block; small GPs gain nothing from more."""
+    previous = torch.get_num_threads()
+    if previous != count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if previous != count:
+            torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def _warnings_to_debug_log() -> Iterator[None]:
+    """Route BoTorch's routine warnings (optimiser restarts, non-convergence) to the
+    debug log instead of the user's console."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        logger.debug("%s: %s", warning.category.__name__, warning.message)
+
+
+def _check_count(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SearcherOptionError(f"{name}={value!r} must be an integer >= {minimum}")

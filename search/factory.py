@@ -1,0 +1,74 @@
+"""``make_searcher``: build a searcher from SageMaker-style strategy names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from search.bayesian import BayesianSearcher
+from search.enums import ObjectiveType, Strategy, parse_enum
+from search.errors import SearcherOptionError, UnknownStrategyError
+from search.grid_search import GridSearcher
+from search.random_search import RandomSearcher
+from search.searcher import Searcher
+from search.space import SearchSpace
+
+_SEARCHER_TYPES: dict[Strategy, type[Searcher]] = {
+    Strategy.BAYESIAN: BayesianSearcher,
+    Strategy.RANDOM: RandomSearcher,
+    Strategy.GRID: GridSearcher,
+    # SageMaker's Hyperband samples configurations at random; its early-stopping
+    # scheduler lives in the orchestrator.
+    Strategy.HYPERBAND: RandomSearcher,
+}
+_OPTIONS: dict[type[Searcher], frozenset[str]] = {
+    BayesianSearcher: frozenset(
+        {
+            "initial_design_size",
+            "num_restarts",
+            "raw_samples",
+            "mc_samples",
+            "max_model_points",
+            "num_threads",
+            "output_warping",
+            "matern",
+            "max_iterations",
+            "max_alternations",
+        }
+    ),
+    RandomSearcher: frozenset(),
+    GridSearcher: frozenset(),
+}
+
+
+def make_searcher(
+    strategy: Strategy | str,
+    space: SearchSpace,
+    *,
+    objective_type: ObjectiveType | str = "Maximize",
+    seed: int = 0,
+    prior_observations: Iterable[tuple[Mapping[str, Any], float | None]] | None = None,
+    **options: Any,
+) -> Searcher:
+    """Build the searcher for ``strategy``: ``Bayesian``, ``Random``, ``Grid`` or
+    ``Hyperband`` (case-insensitive; Hyperband gives a ``RandomSearcher``).
+
+    ``options`` are strategy-specific (see ``BayesianSearcher``); an option the strategy
+    does not take raises ``SearcherOptionError``, an unknown strategy
+    ``UnknownStrategyError``.
+    """
+    kind = parse_enum(Strategy, strategy, field="strategy", error_type=UnknownStrategyError)
+    searcher_type = _SEARCHER_TYPES[kind]
+    if unknown := set(options) - _OPTIONS[searcher_type]:
+        allowed = sorted(_OPTIONS[searcher_type]) or "none"
+        raise SearcherOptionError(
+            f"option(s) {sorted(unknown)!r} not accepted by the {kind.value} strategy; "
+            f"allowed: {allowed}"
+        )
+    return searcher_type(
+        space=space,
+        objective_type=objective_type,
+        seed=seed,
+        prior_observations=prior_observations,
+        **options,
+    )
