@@ -46,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
 
         err_console.print(f"[red]error:[/] {error}", highlight=False)
         return EXIT_INTERRUPTED if isinstance(error, JobInterrupted) else EXIT_ERROR
+    except OSError as error:  # disk full, permissions: the job stays resumable
+        where = f" ({error.filename})" if error.filename else ""
+        err_console.print(
+            f"[red]error:[/] {error.strerror or error}{where}. Everything recorded before this "
+            "is intact; fix the cause and rerun the same command to resume.",
+            highlight=False,
+        )
+        return EXIT_ERROR
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ray.tune import Callback
@@ -43,7 +44,13 @@ class PlannerSearcher(Searcher):
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        assignment = self.planner.next_trial()
+        if self.planner.fatal_error is not None:
+            return Searcher.FINISHED
+        try:
+            assignment = self.planner.next_trial()
+        except OSError as error:  # the job directory cannot be written: stop, stay resumable
+            self.planner.fatal_error = error
+            return Searcher.FINISHED
         if assignment is None:
             return Searcher.FINISHED if self.planner.done else None
         self.assignments[trial_id] = assignment
@@ -107,13 +114,14 @@ class PlannerCallback(Callback):
         if value is None:
             return
         step = int(result.get(EPOCH_KEY, 0))
-        self.planner.record_result(
-            trial_id,
-            metric=self.objective_metric_name,
-            value=float(value),
-            step=step,
-            node_id=result.get(NODE_KEY),
-        )
+        with _fatal_io(self.planner):
+            self.planner.record_result(
+                trial_id,
+                metric=self.objective_metric_name,
+                value=float(value),
+                step=step,
+                node_id=result.get(NODE_KEY),
+            )
         self._notify("progress", trial_id, {"objective": float(value), "epoch": step})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -141,8 +149,9 @@ class PlannerCallback(Callback):
         self._finish(trial_id, end)
 
     def _finish(self, trial_id: str, end: TrialEnd) -> None:
-        will_retry = self.planner.record_end(trial_id, end)
-        self._notify("finished", trial_id, {"end": end, "will_retry": will_retry})
+        with _fatal_io(self.planner):
+            will_retry = self.planner.record_end(trial_id, end)
+            self._notify("finished", trial_id, {"end": end, "will_retry": will_retry})
 
 
 def _end_from_result(result: dict[str, Any], objective_metric_name: str) -> TrialEnd:
@@ -188,4 +197,15 @@ class JobStopper(Stopper):
         )
 
     def stop_all(self) -> bool:
-        return self.control.should_stop_all()
+        return self.control.planner.fatal_error is not None or self.control.should_stop_all()
+
+
+@contextmanager
+def _fatal_io(planner: TrialPlanner) -> Iterator[None]:
+    """Tune swallows exceptions raised in callbacks; keep an I/O failure for the driver to
+    raise after Tune has stopped, instead of carrying on with an unwritable job directory."""
+    try:
+        yield
+    except OSError as error:
+        if planner.fatal_error is None:
+            planner.fatal_error = error

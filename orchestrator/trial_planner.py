@@ -98,6 +98,7 @@ class TrialPlanner:
         self._finished: set[str] = set()
         self._exhausted = False
         self.stop_reason: str | None = None
+        self.fatal_error: OSError | None = None  # the job directory could not be written
 
     # -- resume -------------------------------------------------------------------------
     def resume(self) -> None:

@@ -95,6 +95,8 @@ def run_job(
                 ledger.append(Event.JOB_STARTED, run=run_number, pid=os.getpid())
                 control.started = control.clock()
                 _run_tune(spec, job_dir, planner, control, listeners, run_number, trainable)
+                if planner.fatal_error is not None:
+                    raise planner.fatal_error
         except KeyboardInterrupt as interrupt:
             ledger.append(Event.JOB_INTERRUPTED, finished=planner.finished_count)
             raise JobInterrupted(
@@ -230,9 +232,15 @@ def _ray_session(options: RunOptions) -> Iterator[None]:
     # experiment checkpoints only cost time per trial.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "300")
+    # A failed trial is recorded in the ledger with its reason; Tune's traceback on the
+    # terminal for the same failure only buries the progress display.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     # Without per-trial result files Tune's end-of-run summary has nothing to read; the
     # ledger is the summary, so its "Failed to fetch metrics" warning is noise.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # Tune's own experiment snapshot is not used to resume; failing to save it (a full disk)
+    # is reported by openamt once, as the ledger's or state file's write error.
+    logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.CRITICAL)
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if options.address is None:
         kwargs["include_dashboard"] = False

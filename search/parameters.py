@@ -294,6 +294,11 @@ class CategoricalParameter(Parameter):
         for value in values:
             check_scalar(value, f"{owner}: value", MAX_VALUE_LENGTH)
             text = str(value)
+            if not text.strip():
+                raise SearchSpaceError(
+                    f"{owner}: value {value!r} is empty; categorical values need 1 to "
+                    f"{MAX_VALUE_LENGTH} characters"
+                )
             if text in index_of:
                 raise SearchSpaceError(f"{owner}: value {value!r} is duplicated in values")
             index_of[text] = len(index_of)

@@ -1,11 +1,12 @@
-"""One local Ray for the whole integration session: starting Ray costs ~5 s."""
+"""One local Ray per test module: starting Ray costs ~5 s, and shutting it down after each
+module leaves no Ray processes behind for tests that check their own children."""
 
 from __future__ import annotations
 
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_ray():
     import ray
 
