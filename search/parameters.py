@@ -294,7 +294,7 @@ class CategoricalParameter(Parameter):
         for value in values:
             check_scalar(value, f"{owner}: value", MAX_VALUE_LENGTH)
             text = str(value)
-            if not text.strip():
+            if not text:
                 raise SearchSpaceError(
                     f"{owner}: value {value!r} is empty; categorical values need 1 to "
                     f"{MAX_VALUE_LENGTH} characters"
