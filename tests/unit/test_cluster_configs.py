@@ -7,7 +7,6 @@ function `ray up` runs); nothing here starts Ray.
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import re
 from pathlib import Path
@@ -33,10 +32,14 @@ REFERENCE_RANGES = {
     "wd": (0.0, 0.001),
 }
 REFERENCE_STATIC = {"batch_size": 1024, "epochs": 50}
-REFERENCE_RUNS = {  # (script, YAML twin): (strategy, trials, in parallel)
-    ("cifar10_bayesian.py", "cifar10-bayesian.yaml"): ("Bayesian", 30, 2),
-    ("cifar10_random.py", "cifar10-random.yaml"): ("Random", 120, 8),
+REFERENCE_SCRIPT = "cifar10.py"
+REFERENCE_RUNS = {  # (argv for cifar10.py, YAML twin): (strategy, trials, in parallel)
+    (("--strategy", "Bayesian"), "cifar10-bayesian.yaml"): ("Bayesian", 30, 2),
+    (("--strategy", "Random"), "cifar10-random.yaml"): ("Random", 120, 8),
 }
+RUN_IDS = [strategy for strategy, _, _ in REFERENCE_RUNS.values()]
+#: What the strategy decides in cifar10.py; everything else is the same for both.
+SIZING_FIELDS = {"strategy", "max_jobs", "max_parallel_jobs", "name"}
 #: What the MXNet trainer prints once per epoch (models/mxnet_cifar10.py).
 MXNET_EPOCH_LINE = (
     "[Epoch 3] validation: accuracy=0.512300 training: accuracy=0.498000 loss=1.403211 "
@@ -67,6 +70,7 @@ def tuner_fields(module: ModuleType, argv: list[str]) -> dict[str, Any]:
     args = module.parse_args(argv)
     tuner = module.build_tuner(args)
     return {
+        "name": tuner.base_tuning_job_name,
         "hyperparameter_ranges": tuner.hyperparameter_ranges,
         "hyperparameters": tuner.trainer.hyperparameters,
         "metric_definitions": tuner.metric_definitions,
@@ -86,6 +90,7 @@ def tuner_fields(module: ModuleType, argv: list[str]) -> dict[str, Any]:
 def yaml_fields(spec: JobSpec) -> dict[str, Any]:
     mapping = spec.to_mapping()
     return {
+        "name": mapping["name"],
         # A range written without scaling_type has SageMaker's default, as the API spells out.
         "hyperparameter_ranges": {
             name: {"scaling_type": "Auto", **declared}
@@ -178,9 +183,11 @@ def test_onprem_names_its_machines() -> None:
 
 
 # -- job scripts and their YAML twins -------------------------------------------------------------
-@pytest.mark.parametrize(("script", "twin"), list(REFERENCE_RUNS))
-def test_reference_job_reproduces_the_reference_experiment(script: str, twin: str) -> None:
-    strategy, trials, parallel = REFERENCE_RUNS[(script, twin)]
+@pytest.mark.parametrize(("argv", "twin"), list(REFERENCE_RUNS), ids=RUN_IDS)
+def test_reference_job_reproduces_the_reference_experiment(
+    argv: tuple[str, ...], twin: str
+) -> None:
+    strategy, trials, parallel = REFERENCE_RUNS[(argv, twin)]
     spec = load_job_spec(JOBS / twin, check_paths=False)
     assert (spec.strategy.value, spec.max_jobs, spec.max_parallel_jobs) == (
         strategy,
@@ -201,42 +208,74 @@ def test_reference_job_reproduces_the_reference_experiment(script: str, twin: st
 
 
 @pytest.mark.parametrize(
-    ("script", "twin"), [*REFERENCE_RUNS, ("standin_cluster.py", "standin-cluster.yaml")]
+    ("script", "argv", "twin"),
+    [
+        *((REFERENCE_SCRIPT, argv, twin) for argv, twin in REFERENCE_RUNS),
+        ("standin_cluster.py", (), "standin-cluster.yaml"),
+    ],
+    ids=[*RUN_IDS, "standin"],
 )
-def test_job_script_and_yaml_twin_describe_the_same_job(script: str, twin: str) -> None:
-    from_script = tuner_fields(load_script(script), [])
+def test_job_script_and_yaml_twin_describe_the_same_job(
+    script: str, argv: tuple[str, ...], twin: str
+) -> None:
+    from_script = tuner_fields(load_script(script), list(argv))
     from_yaml = yaml_fields(load_job_spec(JOBS / twin, check_paths=False))
     assert from_script == from_yaml
 
 
-@pytest.mark.parametrize("script", [script for script, _ in REFERENCE_RUNS])
-def test_per_gpu_flag_runs_one_trial_per_gpu(script: str) -> None:
-    module = load_script(script)
-    per_node = tuner_fields(module, [])["resources_per_trial"]
-    per_gpu = tuner_fields(module, ["--per-gpu"])["resources_per_trial"]
+@pytest.mark.parametrize("argv", [argv for argv, _ in REFERENCE_RUNS], ids=RUN_IDS)
+def test_per_gpu_flag_runs_one_trial_per_gpu(argv: tuple[str, ...]) -> None:
+    module = load_script(REFERENCE_SCRIPT)
+    per_node = tuner_fields(module, list(argv))["resources_per_trial"]
+    per_gpu = tuner_fields(module, [*argv, "--per-gpu"])["resources_per_trial"]
     assert (per_node["gpu"], per_gpu["gpu"]) == (4, 1)
     assert per_gpu["cpu"] * 4 <= 32, "four trials fit on one p3.8xlarge's 32 vCPUs"
 
 
-def test_the_two_reference_scripts_differ_only_in_strategy_and_size() -> None:
-    """`ray submit` uploads one file, so the scripts cannot share a module; this keeps the
-    copies from drifting apart."""
-    sizing = {"STRATEGY", "MAX_JOBS", "MAX_PARALLEL_JOBS", "BASE_JOB_NAME"}
+def test_the_strategy_sets_only_the_reference_sizing() -> None:
+    """`ray submit` uploads one file, so both strategies live in one script: `--strategy` picks
+    the reference's sizing (and the twin's job name) and changes nothing else."""
+    module = load_script(REFERENCE_SCRIPT)
+    runs = {}
+    for (argv, twin), (strategy, trials, parallel) in REFERENCE_RUNS.items():
+        fields = tuner_fields(module, list(argv))
+        sizing = {name: fields.pop(name) for name in SIZING_FIELDS}
+        assert sizing == {
+            "strategy": strategy,
+            "max_jobs": trials,
+            "max_parallel_jobs": parallel,
+            "name": twin.removesuffix(".yaml"),
+        }
+        runs[strategy] = fields
+    assert runs["Bayesian"] == runs["Random"]
+    # Bayesian by default, as the reference; the strategy's case does not matter.
+    assert tuner_fields(module, []) == tuner_fields(module, ["--strategy", "Bayesian"])
+    assert tuner_fields(module, ["--strategy", "random"]) == tuner_fields(
+        module, ["--strategy", "Random"]
+    )
 
-    def sets_sizing(node: ast.stmt) -> bool:
-        return isinstance(node, ast.Assign) and any(
-            isinstance(target, ast.Name) and target.id in sizing for target in node.targets
-        )
 
-    def body(name: str) -> str:
-        tree = ast.parse((JOBS / name).read_text())
-        # The module docstring (first statement) differs on purpose.
-        tree.body = [node for node in tree.body[1:] if not sets_sizing(node)]
-        return ast.dump(tree)
+def test_max_jobs_flags_override_the_reference_sizing() -> None:
+    module = load_script(REFERENCE_SCRIPT)
+    fields = tuner_fields(
+        module, ["--strategy", "Random", "--max-jobs", "16", "--max-parallel-jobs", "4"]
+    )
+    assert (fields["strategy"], fields["max_jobs"], fields["max_parallel_jobs"]) == (
+        "Random",
+        16,
+        4,
+    )
 
-    bayesian, random = (body(script) for script, _ in REFERENCE_RUNS)
-    assert bayesian == random
-    assert load_script("cifar10_random.py").STRATEGY == "Random"
+
+@pytest.mark.parametrize("strategy", ["Hyperband", "Grid", "bogus", ""])
+def test_an_unsupported_strategy_is_refused(
+    strategy: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = load_script(REFERENCE_SCRIPT)
+    with pytest.raises(SystemExit) as exited:
+        module.parse_args(["--strategy", strategy])
+    assert exited.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
 
 
 def test_twins_resolve_into_the_repository_and_write_to_the_shared_storage() -> None:
