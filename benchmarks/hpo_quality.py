@@ -340,32 +340,37 @@ def score_runs(runs: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
 
 
 def report(scores: dict[str, dict[str, list[float]]], runs: list[dict[str, Any]]) -> str:
-    header = "| problem | " + " | ".join(METHODS) + " |"
-    lines = [header, "|" + "---|" * (len(METHODS) + 1)]
+    """A markdown table of the methods that ran (``--methods`` may pick a subset)."""
+    methods = [m for m in METHODS if all(s[m] for s in scores.values())]
+    lines = ["| problem | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 1)]
     for name, by_method in scores.items():
-        cells = [f"{statistics.mean(by_method[m]):.1f}" for m in METHODS]
+        cells = [f"{statistics.mean(by_method[m]):.1f}" for m in methods]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    means = {m: statistics.mean(statistics.mean(s[m]) for s in scores.values()) for m in METHODS}
-    lines.append("| **mean** | " + " | ".join(f"**{means[m]:.1f}**" for m in METHODS) + " |")
+    means = {m: statistics.mean(statistics.mean(s[m]) for s in scores.values()) for m in methods}
+    lines.append("| **mean** | " + " | ".join(f"**{means[m]:.1f}**" for m in methods) + " |")
     seconds = {
         m: statistics.mean(r["seconds"] for r in runs if r["method"] == m)
-        for m in METHODS
+        for m in methods
         if m != "random@30"
     }
     lines.append("")
     lines.append(
         "Mean wall time per run (s): " + ", ".join(f"{m} {s:.1f}" for m, s in seconds.items())
     )
+    if "bayesian@30x2" not in means:
+        return "\n".join(lines)
     wins = sum(
         statistics.mean(s["bayesian@30x2"]) > statistics.mean(s["random@120x8"])
         for s in scores.values()
     )
-    best_optuna = max(means["tpe@30"], means["gp@30"])
-    lines.append(
+    summary = (
         f"bayesian@30x2 beats random@120x8 on {wins}/{len(scores)} problems; mean "
-        f"{means['bayesian@30x2']:.1f} vs random@120x8 {means['random@120x8']:.1f} and best "
-        f"Optuna {best_optuna:.1f}"
+        f"{means['bayesian@30x2']:.1f} vs random@120x8 {means['random@120x8']:.1f}"
     )
+    optuna = [means[m] for m in ("tpe@30", "gp@30") if m in means]
+    if optuna:
+        summary += f" and best Optuna {max(optuna):.1f}"
+    lines.append(summary)
     return "\n".join(lines)
 
 

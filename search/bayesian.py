@@ -1,17 +1,23 @@
 """``BayesianSearcher``: Gaussian-process Bayesian optimisation on BoTorch.
 
-Each suggestion after the initial design:
+Each suggestion after the initial (scrambled Sobol) design:
 
 1. training data = prior observations + this job's observations, as unit-cube points
-   (``n x d``) and values turned into "larger is better" (negated for ``Minimize``);
-   failed trials (None, NaN, ±inf) are imputed with the worst finite value seen, so the
-   model learns to avoid regions that crash and no NaN ever reaches it; beyond
+   (``n x d``) and values turned into "larger is better" (negated for ``Minimize``).
+   Failed trials (None, NaN, ±inf) are imputed with the worst finite value seen, so the
+   model learns to avoid regions that crash and no NaN ever reaches it. Beyond
    ``max_model_points`` observations the model sees the best half of that budget plus a
    seeded uniform sample of the rest (the optimum's neighbourhood in full detail, the
    global shape coarsely), which bounds the cost of a suggestion;
-2. values standardised, GP fitted (see ``gp_model``), hyperparameters warm-started
-   from the previous fit;
-3. qLogNEI with the pending trials' points optimised over the mixed space (see
+2. values are standardised and Yeo-Johnson transformed (lambda fitted by maximum
+   likelihood, clipped to [-2, 4]) and standardised again: losses with a long tail of
+   bad values (diverged runs, flat plateaus) otherwise squash the good region into a
+   sliver the GP cannot resolve;
+3. the GP (see ``gp_model``) is fitted, warm-started from the previous hyperparameters;
+   once there are ``REFIT_ALWAYS_BELOW`` observations, the hyperparameters are only
+   re-optimised when the data has grown by ``REFIT_GROWTH`` since the last fit (the GP is
+   still conditioned on all the data every time);
+4. qLogNEI with the pending trials' points is optimised over the mixed space (see
    ``acquisition``); the winner is never a config already tried or pending.
 
 Modelling failures (``ModelFittingError``, ``NotPSDError``, ...) make that one suggestion
@@ -44,6 +50,7 @@ from search.errors import SearcherOptionError, StateDictError
 from search.gp_model import Hyperparameters, fit_gp
 from search.parameters import CategoricalParameter
 from search.rng import (
+    ACQUISITION_STREAM,
     RANDOM_STREAM,
     SUBSAMPLE_STREAM,
     TORCH_STREAM,
@@ -51,7 +58,7 @@ from search.rng import (
     generator,
     isolated_global_rngs,
 )
-from search.sampling import draw_unseen, is_exhausted, sobol_point
+from search.sampling import Key, draw_unseen, is_exhausted, sobol_point
 from search.searcher import Searcher
 from search.space import Config, SearchSpace
 
@@ -67,8 +74,16 @@ RECOVERABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 #: The GP needs at least this many finite observations.
 MIN_MODEL_OBSERVATIONS = 2
+#: Below this many observations the GP hyperparameters are re-optimised every time.
+REFIT_ALWAYS_BELOW = 50
+#: Above it, they are re-optimised once the observations grew by this factor.
+REFIT_GROWTH = 1.1
+#: Best observations around which the acquisition optimiser also searches.
+ANCHOR_COUNT = 5
+#: Yeo-Johnson lambda range: beyond it the transform distorts more than it helps.
+YEO_JOHNSON_LAMBDA_RANGE = (-2.0, 4.0)
 
-#: Fits the surrogate: ``(train_x, train_y, *, categorical_dims, initial)`` to
+#: Fits the surrogate: ``(train_x, train_y, *, categorical_dims, initial, optimize)`` to
 #: ``(model, hyperparameters)``; see ``gp_model.fit_gp``.
 ModelFitter = Callable[..., tuple[Any, Hyperparameters]]
 
@@ -84,10 +99,11 @@ class BayesianSearcher(Searcher):
     Options (keyword-only):
         initial_design_size: Sobol suggestions before modelling starts, reduced by the
             number of finite prior observations (default ``max(5, d + 1)``).
-        num_restarts, raw_samples, mc_samples: acquisition optimisation effort.
+        raw_samples, num_restarts, mc_samples: acquisition optimisation effort (random
+            candidates scored first, parents kept by the local search, MC samples).
         max_model_points: most observations the GP is fitted to (see above).
         num_threads: torch threads used while suggesting (default 1: a GP on a few
-            hundred points gains little from more, and extra threads spin badly when the
+            hundred points gains nothing from more, and extra threads spin badly when the
             host's cores are busy with trials); the caller's setting is restored.
         model_fitter: fits the surrogate (default ``gp_model.fit_gp``); an extension
             point, also used by tests to exercise the fallback path.
@@ -95,8 +111,9 @@ class BayesianSearcher(Searcher):
     ``expected_improvement_history`` holds ``(trial_id, ei)`` for every GP-based
     suggestion: the expected improvement of the suggested config over the best
     observation so far (pending trials ignored), divided by the range (max − min) of the
-    finite objective values seen — dimensionless, comparable across metrics, and
-    shrinking towards 0 as the search converges.
+    observed values — both measured in the model's transformed output space (step 2
+    above), so the number is dimensionless, comparable across metrics, and shrinks
+    towards 0 as the search converges.
     """
 
     strategy = Strategy.BAYESIAN
@@ -109,16 +126,12 @@ class BayesianSearcher(Searcher):
         seed: int = 0,
         prior_observations: Iterable[tuple[Mapping[str, Any], float | None]] | None = None,
         initial_design_size: int | None = None,
-        num_restarts: int = 10,
         raw_samples: int = 512,
-        mc_samples: int = 128,
+        num_restarts: int = 10,
+        mc_samples: int = 64,
         max_model_points: int = 200,
         num_threads: int = 1,
         model_fitter: ModelFitter = fit_gp,
-        output_warping: bool = False,
-        matern: bool = False,
-        max_iterations: int = 100,
-        max_alternations: int = 8,
     ) -> None:
         super().__init__(
             space=space,
@@ -132,18 +145,12 @@ class BayesianSearcher(Searcher):
         _check_count("num_restarts", num_restarts, minimum=1)
         _check_count("raw_samples", raw_samples, minimum=num_restarts)
         _check_count("mc_samples", mc_samples, minimum=1)
-        _check_count("max_model_points", max_model_points, minimum=MIN_MODEL_OBSERVATIONS)
+        _check_count("max_model_points", max_model_points, minimum=2 * MIN_MODEL_OBSERVATIONS)
         _check_count("num_threads", num_threads, minimum=1)
         self._initial_design_size = initial_design_size
         self._settings = AcquisitionSettings(
-            num_restarts=num_restarts,
-            raw_samples=raw_samples,
-            mc_samples=mc_samples,
-            max_iterations=max_iterations,
-            max_alternations=max_alternations,
+            raw_samples=raw_samples, num_restarts=num_restarts, mc_samples=mc_samples
         )
-        self._output_warping = output_warping
-        self._matern = matern
         self._max_model_points = max_model_points
         self._num_threads = num_threads
         self._model_fitter = model_fitter
@@ -154,6 +161,7 @@ class BayesianSearcher(Searcher):
         ]
         self._ei_history: list[tuple[str, float]] = []
         self._hyperparameters: Hyperparameters | None = None
+        self._fitted_on = 0  # observations at the last hyperparameter optimisation
 
     @property
     def expected_improvement_history(self) -> list[tuple[str, float]]:
@@ -168,7 +176,7 @@ class BayesianSearcher(Searcher):
         seen = self._seen_keys()
         if is_exhausted(self.space, seen):
             return None
-        train_x, train_y = self._training_data(index)
+        train_x, train_y, observed = self._training_data(index)
         finite_priors = sum(v is not None for _, v in self.prior_observations)
         in_initial_design = index < self._initial_design_size - finite_priors
         if in_initial_design or len(train_y) < MIN_MODEL_OBSERVATIONS:
@@ -180,7 +188,7 @@ class BayesianSearcher(Searcher):
                 _torch_threads(self._num_threads),
                 _warnings_to_debug_log(),
             ):
-                proposal = self._model_proposal(train_x, train_y, seen, index)
+                proposal = self._model_proposal(train_x, train_y, observed, seen, index)
         except RECOVERABLE_ERRORS as error:
             self._fallback_count += 1
             logger.warning(
@@ -198,22 +206,26 @@ class BayesianSearcher(Searcher):
         return config
 
     def _model_proposal(
-        self, train_x: np.ndarray, train_y: np.ndarray, seen: set, index: int
+        self,
+        train_x: np.ndarray,
+        train_y: np.ndarray,
+        observed: int,
+        seen: set[Key],
+        index: int,
     ) -> tuple[Config, float] | None:
         """Fit the GP and optimise the acquisition: the config and its normalised EI."""
-        if self._output_warping:
-            train_y = _yeo_johnson(train_y)
-        scale = float(train_y.std()) or 1.0
-        standardised = (train_y - train_y.mean()) / scale
+        model_y = _warp(train_y)
         x = torch.from_numpy(train_x)
-        extra = {"matern": True} if self._matern else {}
-        model, self._hyperparameters = self._model_fitter(
+        refit = observed < REFIT_ALWAYS_BELOW or observed >= REFIT_GROWTH * self._fitted_on
+        model, hyperparameters = self._model_fitter(
             x,
-            torch.from_numpy(standardised).unsqueeze(-1),
+            torch.from_numpy(model_y).unsqueeze(-1),
             categorical_dims=self._categorical_dims,
             initial=self._hyperparameters,
-            **extra,
+            optimize=refit or self._hyperparameters is None,
         )
+        if refit or self._hyperparameters is None:
+            self._hyperparameters, self._fitted_on = hyperparameters, observed
         pending = [self.space.to_unit(c) for c in self.pending.values()]
         acquisition = make_acquisition(
             model,
@@ -222,19 +234,25 @@ class BayesianSearcher(Searcher):
             mc_samples=self._settings.mc_samples,
             seed=derived_seed(self.seed, TORCH_STREAM, index),
         )
+        anchors = train_x[np.argsort(-model_y, kind="stable")[:ANCHOR_COUNT]]
         point = optimize_acquisition(
-            acquisition, self.space, settings=self._settings, seen=seen, rng=self._rng(index)
+            acquisition,
+            self.space,
+            settings=self._settings,
+            seen=seen,
+            rng=self._rng(index, ACQUISITION_STREAM),
+            anchors=anchors,
         )
         if point is None:
             return None
-        spread = float(train_y.max() - train_y.min()) or 1.0
-        log_ei = log_expected_improvement(acquisition, point)
-        return self.space.from_unit(point), math.exp(log_ei) * scale / spread
+        spread = float(model_y.max() - model_y.min()) or 1.0
+        expected_improvement = math.exp(log_expected_improvement(acquisition, point)) / spread
+        return self.space.from_unit(point), expected_improvement
 
-    def _training_data(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Unit points (``n x d``) and larger-is-better values (``n``) of the completed
-        trials the model sees; failed ones take the worst finite value (dropped if there
-        is none)."""
+    def _training_data(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Unit points (``n x d``) and larger-is-better values (``n``) the model sees,
+        and how many completed trials they stand for. Failed trials take the worst
+        finite value (and are dropped while there is none)."""
         completed = self._completed()
         finite = [self._to_maximize(v) for _, v in completed if v is not None]
         worst = min(finite) if finite else None
@@ -245,12 +263,12 @@ class BayesianSearcher(Searcher):
             rows.append(self.space.to_unit(config))
             values.append(worst if value is None else self._to_maximize(value))
         if not rows:
-            return np.zeros((0, self.space.dimension)), np.zeros(0)
+            return np.zeros((0, self.space.dimension)), np.zeros(0), 0
         x, y = np.array(rows, dtype=np.float64), np.array(values, dtype=np.float64)
         if len(y) > self._max_model_points:
             keep = self._subsample(y, index)
-            x, y = x[keep], y[keep]
-        return x, y
+            return x[keep], y[keep], len(y)
+        return x, y, len(y)
 
     def _subsample(self, values: np.ndarray, index: int) -> np.ndarray:
         """Indices (ascending) of the best ``max_model_points // 2`` values plus a seeded
@@ -269,6 +287,7 @@ class BayesianSearcher(Searcher):
         return {
             "expected_improvement_history": [[t, v] for t, v in self._ei_history],
             "gp_hyperparameters": self._hyperparameters,
+            "gp_fitted_on": self._fitted_on,
         }
 
     def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
@@ -280,25 +299,34 @@ class BayesianSearcher(Searcher):
                 if saved is None
                 else {str(k): [float(x) for x in v] for k, v in dict(saved).items()}
             )
+            fitted_on = int(extra["gp_fitted_on"])
         except (KeyError, TypeError, ValueError) as error:
             raise StateDictError(f"Bayesian state is malformed: {error}") from error
+        if hyperparameters and not all(
+            math.isfinite(x) for values in hyperparameters.values() for x in values
+        ):
+            raise StateDictError("Bayesian state has non-finite GP hyperparameters")
         self._ei_history = history
         self._hyperparameters = hyperparameters
+        self._fitted_on = fitted_on
 
 
-def _yeo_johnson(values: np.ndarray) -> np.ndarray:
-    """Standardise, then Yeo-Johnson power-transform with a fitted, clipped lambda."""
+def _warp(values: np.ndarray) -> np.ndarray:
+    """Standardise, Yeo-Johnson transform (clipped lambda), standardise again."""
     scale = float(values.std())
-    if scale == 0.0 or len(values) < 3:
-        return values
+    if scale == 0.0 or not math.isfinite(scale):
+        return np.zeros_like(values)
     z = (values - values.mean()) / scale
-    lam = float(np.clip(scipy.stats.yeojohnson_normmax(z), -2.0, 4.0))
-    return scipy.stats.yeojohnson(z, lmbda=lam)
+    if len(values) >= 3:
+        lam = float(np.clip(scipy.stats.yeojohnson_normmax(z), *YEO_JOHNSON_LAMBDA_RANGE))
+        z = scipy.stats.yeojohnson(z, lmbda=lam)
+        z = (z - z.mean()) / (float(z.std()) or 1.0)
+    return z
 
 
 @contextlib.contextmanager
 def _torch_threads(count: int) -> Iterator[None]:
-    """Use ``count`` intra-op threads for the block; small GPs gain nothing from more."""
+    """Use ``count`` intra-op threads for the block."""
     previous = torch.get_num_threads()
     if previous != count:
         torch.set_num_threads(count)

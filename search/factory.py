@@ -25,15 +25,11 @@ _OPTIONS: dict[type[Searcher], frozenset[str]] = {
     BayesianSearcher: frozenset(
         {
             "initial_design_size",
-            "num_restarts",
             "raw_samples",
+            "num_restarts",
             "mc_samples",
             "max_model_points",
             "num_threads",
-            "output_warping",
-            "matern",
-            "max_iterations",
-            "max_alternations",
         }
     ),
     RandomSearcher: frozenset(),

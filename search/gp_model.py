@@ -32,29 +32,30 @@ def fit_gp(
     *,
     categorical_dims: Sequence[int],
     initial: Mapping[str, list[float]] | None = None,
-    matern: bool = False,
+    optimize: bool = True,
 ) -> tuple[SingleTaskGP, Hyperparameters]:
     """Fit a GP to ``train_x`` (``n x d``) and standardised ``train_y`` (``n x 1``) by
     maximising the marginal likelihood (with priors), starting from ``initial``
-    hyperparameters when given. Returns the model and its fitted hyperparameters.
+    hyperparameters when given; with ``optimize=False`` the model just conditions on the
+    data with the ``initial`` hyperparameters. Returns the model and its hyperparameters.
 
     Raises BoTorch/GPyTorch errors (``ModelFittingError``, ``NotPSDError``, ...) on failure.
     """
-    covariance = _kernel(train_x.shape[-1], categorical_dims, matern)
+    covariance = _kernel(train_x.shape[-1], categorical_dims)
     model = SingleTaskGP(train_x, train_y, covar_module=covariance, outcome_transform=None)
     if initial is not None:
         _load_hyperparameters(model, initial)
-    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    if optimize or initial is None:
+        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    model.eval()
     return model, hyperparameters_of(model)
 
 
-def _kernel(dimension: int, categorical_dims: Sequence[int], matern: bool) -> Kernel:
+def _kernel(dimension: int, categorical_dims: Sequence[int]) -> Kernel:
     """RBF over the ordinal dimensions, times a categorical kernel over the others."""
     ordinal_dims = [dim for dim in range(dimension) if dim not in set(categorical_dims)]
     if not categorical_dims:
-        return get_covar_module_with_dim_scaled_prior(
-            ard_num_dims=dimension, use_rbf_kernel=not matern
-        )
+        return get_covar_module_with_dim_scaled_prior(ard_num_dims=dimension)
     categorical = CategoricalKernel(
         ard_num_dims=len(categorical_dims),
         active_dims=list(categorical_dims),
@@ -63,7 +64,7 @@ def _kernel(dimension: int, categorical_dims: Sequence[int], matern: bool) -> Ke
     if not ordinal_dims:
         return categorical
     ordinal = get_covar_module_with_dim_scaled_prior(
-        ard_num_dims=len(ordinal_dims), active_dims=ordinal_dims, use_rbf_kernel=not matern
+        ard_num_dims=len(ordinal_dims), active_dims=ordinal_dims
     )
     return ordinal * categorical
 

@@ -19,6 +19,7 @@ SOBOL_STREAM = 1
 RANDOM_STREAM = 2
 TORCH_STREAM = 3
 SUBSAMPLE_STREAM = 4
+ACQUISITION_STREAM = 5
 
 
 def generator(seed: int, stream: int, *indices: int) -> np.random.Generator:
