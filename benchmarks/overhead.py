@@ -4,8 +4,9 @@ N trials of a trainer that sleeps 1 s, 2 at a time, so the floor is N / 2 second
 configuration runs in its own process with its own Ray (num_cpus = parallel), timed from the
 first trial's submission to the last result (Ray's start-up is reported apart):
 
-    openamt-random     openamt, strategy Random, script-mode trials (the stand-in trainer
-                       with --epochs 1 --sleep 1, started as a subprocess per trial)
+    openamt-random     openamt, strategy Random, script-mode trials (benchmarks/sleep_trainer.py
+                       with --sleep 1, started as a subprocess per trial; --trainer standin
+                       runs the test suite's stand-in instead)
     openamt-bayesian   the same with strategy Bayesian (GP suggestions in the driver)
     tune-default       bare Ray Tune, function trials that time.sleep(1), default settings
                        (a fresh actor per trial)
@@ -14,7 +15,8 @@ first trial's submission to the last result (Ray's start-up is reported apart):
                        script-mode trainer as openamt (what a subprocess per trial costs)
 
 For openamt it also reports /metrics size and scrape time near the end of the job, the
-suggestion latency (from the exporter's histogram), where a slot's time goes (see
+suggestion latency and how long free slots waited for suggestions (from the exporter's
+histograms), where a slot's time goes (see
 `_slot_breakdown`), the driver's peak RSS and the job directory's size; for bare Ray Tune, the
 trial bodies' length and the idle time between them. The machine's load average is recorded
 before and after each configuration, since a busy machine stretches everything.
@@ -44,7 +46,12 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = Path(__file__).resolve().parent
-STANDIN = REPO / "tests" / "fixtures" / "standin_trainer.py"
+#: Script-mode trainers: the default only sleeps and prints; the stand-in of the test suite
+#: also imports json, subprocess and pathlib, which adds its own start-up time per trial.
+TRAINERS = {
+    "sleep": BENCHMARKS / "sleep_trainer.py",
+    "standin": REPO / "tests" / "fixtures" / "standin_trainer.py",
+}
 CONFIGS = ("openamt-random", "openamt-bayesian", "tune-default", "tune-reuse", "tune-reuse-script")
 QUICK_TRIALS = 40
 SCRAPE_INTERVAL_S = 2.0
@@ -53,7 +60,9 @@ SCRAPE_INTERVAL_S = 2.0
 # -- one configuration, in its own process --------------------------------------------------------
 
 
-def run_one(config: str, *, trials: int, parallel: int, sleep_s: float, workdir: Path) -> dict:
+def run_one(
+    config: str, *, trials: int, parallel: int, sleep_s: float, workdir: Path, trainer: str
+) -> dict:
     """Start Ray, run one configuration, return its numbers (JSON-ready)."""
     import ray
 
@@ -69,10 +78,16 @@ def run_one(config: str, *, trials: int, parallel: int, sleep_s: float, workdir:
                 parallel=parallel,
                 sleep_s=sleep_s,
                 workdir=workdir,
+                trainer=TRAINERS[trainer],
             )
         else:
             numbers = _run_bare(
-                config, trials=trials, parallel=parallel, sleep_s=sleep_s, workdir=workdir
+                config,
+                trials=trials,
+                parallel=parallel,
+                sleep_s=sleep_s,
+                workdir=workdir,
+                trainer=TRAINERS[trainer],
             )
     finally:
         ray.shutdown()
@@ -82,6 +97,7 @@ def run_one(config: str, *, trials: int, parallel: int, sleep_s: float, workdir:
         "trials": trials,
         "parallel": parallel,
         "sleep_s": sleep_s,
+        "trainer": trainer,
         "floor_s": floor_s,
         "overhead_pct": 100.0 * (numbers["wall_s"] - floor_s) / floor_s,
         "ray_start_s": ray_start_s,
@@ -92,7 +108,9 @@ def run_one(config: str, *, trials: int, parallel: int, sleep_s: float, workdir:
     }
 
 
-def _run_bare(config: str, *, trials: int, parallel: int, sleep_s: float, workdir: Path) -> dict:
+def _run_bare(
+    config: str, *, trials: int, parallel: int, sleep_s: float, workdir: Path, trainer: Path
+) -> dict:
     from bare_ray_tune import run_bare_tune
 
     storage = workdir / config
@@ -102,7 +120,7 @@ def _run_bare(config: str, *, trials: int, parallel: int, sleep_s: float, workdi
         sleep_s=sleep_s,
         reuse_actors=config != "tune-default",
         storage_path=storage,
-        script_argv=_trainer_argv(sleep_s) if config == "tune-reuse-script" else None,
+        script_argv=_trainer_argv(trainer, sleep_s) if config == "tune-reuse-script" else None,
     )
     size, files = _tree_size(storage)
     return {
@@ -116,20 +134,20 @@ def _run_bare(config: str, *, trials: int, parallel: int, sleep_s: float, workdi
     }
 
 
-def _trainer_argv(sleep_s: float) -> list[str]:
+def _trainer_argv(trainer: Path, sleep_s: float) -> list[str]:
     """The stand-in trainer as one script-mode trial of the benchmark runs it."""
-    return [sys.executable, str(STANDIN), "--epochs", "1", "--sleep", repr(sleep_s)]
+    return [sys.executable, str(trainer), "--epochs", "1", "--sleep", repr(sleep_s)]
 
 
 def _run_openamt(
-    *, strategy: str, trials: int, parallel: int, sleep_s: float, workdir: Path
+    *, strategy: str, trials: int, parallel: int, sleep_s: float, workdir: Path, trainer: Path
 ) -> dict:
     from orchestrator.ledger import read_events
     from orchestrator.spec import JobSpec
     from orchestrator.tune_runner import RunOptions, run_job
 
     spec = JobSpec.from_mapping(
-        _job(strategy, trials, parallel, sleep_s, workdir), base_dir=workdir
+        _job(strategy, trials, parallel, sleep_s, workdir, trainer), base_dir=workdir
     )
     port = _free_port()
     with Scraper(port=port) as scraper:
@@ -152,12 +170,14 @@ def _run_openamt(
     }
 
 
-def _job(strategy: str, trials: int, parallel: int, sleep_s: float, workdir: Path) -> dict:
+def _job(
+    strategy: str, trials: int, parallel: int, sleep_s: float, workdir: Path, trainer: Path
+) -> dict:
     objective = "validation:accuracy"
     return {
         "name": f"overhead-{strategy.lower()}",
         "trainer": {
-            "command": ["python", str(STANDIN)],
+            "command": ["python", str(trainer)],
             "interpreter": sys.executable,
             "working_dir": str(workdir),
         },
@@ -267,6 +287,8 @@ class Scraper:
         }
         count = samples.get("openamt_suggestion_latency_seconds_count", 0.0)
         total = samples.get("openamt_suggestion_latency_seconds_sum", 0.0)
+        waits = samples.get("openamt_suggestion_wait_seconds_count", 0.0)
+        waited = samples.get("openamt_suggestion_wait_seconds_sum", 0.0)
         return {
             "metrics_bytes": size,
             "metrics_series": body.count("\n") - body.count("\n#"),
@@ -275,6 +297,8 @@ class Scraper:
             "suggestions": count,
             "suggestion_mean_ms": 1000 * total / count if count else 0.0,
             "suggestion_total_s": total,
+            "suggestion_wait_mean_ms": 1000 * waited / waits if waits else 0.0,
+            "suggestion_wait_total_s": waited,
             "searcher_fallbacks": samples.get("openamt_searcher_fallbacks", 0.0),
         }
 
@@ -301,6 +325,7 @@ def run_all(
     parallel: int,
     sleep_s: float,
     workdir: Path,
+    trainer: str,
     report: Callable[[dict], None],
 ) -> list[dict]:
     """Run each configuration in a child process (a fresh Ray and an honest peak RSS)."""
@@ -327,6 +352,8 @@ def run_all(
             repr(sleep_s),
             "--workdir",
             str(workdir / config),
+            "--trainer",
+            trainer,
         ]
         completed = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
         if completed.returncode != 0:
@@ -369,6 +396,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS), help="what to run"
     )
+    parser.add_argument(
+        "--trainer",
+        choices=list(TRAINERS),
+        default="sleep",
+        help="script-mode trainer: sleep_trainer.py (default) or the test suite's stand-in",
+    )
     parser.add_argument("--output", type=Path, help="also write the results as JSON here")
     parser.add_argument("--workdir", type=Path, help="where jobs run (default: a temp dir)")
     parser.add_argument("--run-one", choices=CONFIGS, help=argparse.SUPPRESS)
@@ -393,13 +426,15 @@ def main(argv: list[str] | None = None) -> int:
             parallel=args.parallel,
             sleep_s=args.sleep,
             workdir=args.workdir,
+            trainer=args.trainer,
         )
         print(json.dumps(result))
         return 0
     with tempfile.TemporaryDirectory(prefix="openamt-overhead-") as scratch:
         workdir = args.workdir or Path(scratch)
         print(
-            f"{args.trials} trials x {args.sleep:g} s, {args.parallel} in parallel; "
+            f"{args.trials} trials x {args.sleep:g} s ({args.trainer} trainer), "
+            f"{args.parallel} in parallel; "
             f"{os.cpu_count()} CPUs; load average {os.getloadavg()}",
             flush=True,
         )
@@ -409,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
             parallel=args.parallel,
             sleep_s=args.sleep,
             workdir=workdir,
+            trainer=args.trainer,
             report=lambda r: print(json.dumps(r), flush=True),
         )
     print(markdown_table(results))

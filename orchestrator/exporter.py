@@ -165,6 +165,14 @@ class TuningMetrics:
             buckets=SUGGESTION_LATENCY_BUCKETS,
             registry=registry,
         )
+        self._suggestion_wait = Histogram(
+            "openamt_suggestion_wait_seconds",
+            "Time a free trial slot waited for its suggestion (less than the searcher's time "
+            "when the next suggestion is computed ahead, while trials run).",
+            job,
+            buckets=SUGGESTION_LATENCY_BUCKETS,
+            registry=registry,
+        )
         self._fallbacks = Gauge(
             "openamt_searcher_fallbacks",
             "Suggestions the Bayesian searcher had to make at random (GP fit failed).",
@@ -198,6 +206,7 @@ class TuningMetrics:
             counter.labels(job_name)
         self._duration.labels(job_name)
         self._suggestion_latency.labels(job_name)
+        self._suggestion_wait.labels(job_name)
         self._fallbacks.labels(job_name).set(0)
         self._publish_state_counts()
 
@@ -302,9 +311,12 @@ class TuningMetrics:
             self._publish_state_counts()
 
     def observe_suggestion_latency(self, seconds: float) -> None:
-        if not _is_finite(seconds) or seconds < 0:
-            raise ExporterError(f"seconds: must be a finite number >= 0 (got {seconds!r})")
-        self._suggestion_latency.labels(self.job_name).observe(seconds)
+        """The searcher computed one suggestion in `seconds`."""
+        self._suggestion_latency.labels(self.job_name).observe(_checked_seconds(seconds))
+
+    def observe_suggestion_wait(self, seconds: float) -> None:
+        """A free slot waited `seconds` for its suggestion."""
+        self._suggestion_wait.labels(self.job_name).observe(_checked_seconds(seconds))
 
     def set_fallback_count(self, count: int) -> None:
         """The searcher's running total of random fallbacks (it keeps the count, we mirror it)."""
@@ -475,3 +487,9 @@ def _is_finite(value: float | None) -> bool:
 def _require_text(field: str, value: object) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ExporterError(f"{field}: must be a non-empty string (got {value!r})")
+
+
+def _checked_seconds(seconds: float) -> float:
+    if not _is_finite(seconds) or seconds < 0:
+        raise ExporterError(f"seconds: must be a finite number >= 0 (got {seconds!r})")
+    return seconds

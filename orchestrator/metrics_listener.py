@@ -41,13 +41,18 @@ def start_job_metrics(
     )
     total_epochs = _total_epochs(spec)
     gpus = spec.resources_per_trial.gpu
-    latencies_seen = len(planner.suggest_seconds)
+    # The searcher's own timings when it keeps them (`SuggestAhead`), else the planner's.
+    computed = getattr(planner.searcher, "compute_seconds", planner.suggest_seconds)
+    waited = planner.suggest_seconds
+    computed_seen, waited_seen = len(computed), len(waited)
 
     def listener(event: str, trial_id: str, details: dict[str, Any]) -> None:
-        nonlocal latencies_seen
-        for seconds in planner.suggest_seconds[latencies_seen:]:
+        nonlocal computed_seen, waited_seen
+        for seconds in computed[computed_seen:]:
             metrics.observe_suggestion_latency(seconds)
-        latencies_seen = len(planner.suggest_seconds)
+        for seconds in waited[waited_seen:]:
+            metrics.observe_suggestion_wait(seconds)
+        computed_seen, waited_seen = len(computed), len(waited)
         metrics.set_fallback_count(planner.searcher.fallback_count)
         if event == "started":
             metrics.trial_started(trial_id)

@@ -170,7 +170,7 @@ class TrialPlanner:
         return assignment
 
     def _suggest_new(self) -> TrialAssignment | None:
-        trial_id = f"trial-{self._trial_count + 1:04d}"
+        trial_id = trial_name(self._trial_count + 1)
         started = time.perf_counter()
         config = self.searcher.suggest(trial_id)
         self.suggest_seconds.append(time.perf_counter() - started)
@@ -255,6 +255,14 @@ class TrialPlanner:
             return False
         return self.stop_reason is not None or self._exhausted or self._trial_count >= self.max_jobs
 
+    def close(self) -> None:
+        """End of a driver run: drop a suggestion computed ahead for a trial that will not
+        start (see `suggest_ahead`) and save the searcher state."""
+        close = getattr(self.searcher, "close", None)
+        if close is not None:
+            close()
+            self._save_state()
+
     def _save_state(self) -> None:
         self.job_dir.save_searcher_state(self.searcher.state_dict())
 
@@ -264,6 +272,15 @@ def _observable(state: TrialState, objective: float | None) -> float | None:
     if state in (TrialState.COMPLETED, TrialState.STOPPED) and objective is not None:
         return objective if math.isfinite(objective) else None
     return None
+
+
+def trial_name(number: int) -> str:
+    return f"trial-{number:04d}"
+
+
+def next_trial_name(trial_id: str) -> str:
+    """The id the planner gives the trial after `trial_id`."""
+    return trial_name(_trial_number(trial_id) + 1)
 
 
 def _trial_number(trial_id: str) -> int:

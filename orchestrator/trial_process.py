@@ -49,6 +49,10 @@ OnMetric = Callable[[str, float, int], None]
 
 _READ_CHUNK_BYTES = 64 * 1024
 _POLL_INTERVAL_S = 0.05
+# Once one of the trainer's output pipes has closed it is usually exiting: for a while, look for
+# its exit this often, so a slot frees within milliseconds rather than a whole poll interval.
+_EXITING_POLL_INTERVAL_S = 0.002
+_EXITING_POLL_FOR_S = 1.0
 # A line longer than this (a `\r` progress bar) is written to the log without waiting for `\n`.
 _MAX_PENDING_CHARS = 64 * 1024
 _TAIL_LINES = 20
@@ -263,13 +267,19 @@ def _watch(
     deadline: float | None,
     stop_event: threading.Event | None,
 ) -> _Ending:
-    """Passes metrics on until the trainer exits, its time is up, or a stop is requested."""
+    """Passes metrics on until the trainer exits, its time is up, or a stop is requested.
+    Each pump posts an empty batch when its pipe closes (see `_StreamPump`)."""
+    fast_until = -math.inf
     while True:
-        wait_s = _POLL_INTERVAL_S
+        now = time.monotonic()
+        wait_s = _EXITING_POLL_INTERVAL_S if now < fast_until else _POLL_INTERVAL_S
         if deadline is not None:
             wait_s = max(0.0, min(wait_s, deadline - time.monotonic()))
         with contextlib.suppress(queue.Empty):
-            tracker.record(matches.get(timeout=wait_s))
+            batch = matches.get(timeout=wait_s)
+            if not batch:
+                fast_until = time.monotonic() + _EXITING_POLL_FOR_S
+            tracker.record(batch)
         tracker.record_all(matches)
         if group.leader_exited():
             return _Ending.EXITED
@@ -529,6 +539,7 @@ class _StreamPump:
             self.error = error
         finally:
             self._stream.close()
+            self._out.put([])  # the pipe closed: the trainer is probably exiting
 
     def _take(self, text: str, *, final: bool) -> None:
         found = self._parser.feed(text)

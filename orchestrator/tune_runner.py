@@ -28,8 +28,9 @@ from orchestrator.job_dir import JobDir
 from orchestrator.ledger import Event, Ledger, TrialRecord, best_trial, summarize_trials
 from orchestrator.ray_metrics import publish_service_discovery
 from orchestrator.spec import JobSpec, check_resources
+from orchestrator.suggest_ahead import SuggestAhead
 from orchestrator.trainable import EPOCH_KEY
-from orchestrator.trial_planner import TrialPlanner
+from orchestrator.trial_planner import TrialPlanner, next_trial_name
 from orchestrator.warm_start import parent_observations
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ def run_job(
                 ledger.append(Event.JOB_STARTED, run=run_number, pid=os.getpid())
                 control.started = control.clock()
                 _run_tune(spec, job_dir, planner, control, listeners, run_number, trainable)
+                if planner.fatal_error is None:
+                    planner.close()
                 if planner.fatal_error is not None:
                     raise planner.fatal_error
         except KeyboardInterrupt as interrupt:
@@ -128,7 +131,9 @@ def _make_planner(spec: JobSpec, job_dir: JobDir, ledger: Ledger) -> TrialPlanne
         )
     retry = spec.retry_strategy.maximum_retry_attempts if spec.retry_strategy else 0
     return TrialPlanner(
-        searcher=searcher,
+        searcher=SuggestAhead(
+            searcher, successor=next_trial_name, max_parallel_jobs=spec.max_parallel_jobs
+        ),
         ledger=ledger,
         job_dir=job_dir,
         max_jobs=spec.max_jobs,

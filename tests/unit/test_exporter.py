@@ -241,6 +241,9 @@ def test_suggestion_latency_and_fallbacks(registry: CollectorRegistry) -> None:
     assert value(registry, "openamt_suggestion_latency_seconds_bucket", le="0.5") == 2
     assert value(registry, "openamt_suggestion_latency_seconds_sum") == pytest.approx(4.302)
     assert value(registry, "openamt_searcher_fallbacks") == 2
+    metrics.observe_suggestion_wait(0.0)  # computed ahead: the slot did not wait
+    assert value(registry, "openamt_suggestion_wait_seconds_count") == 1
+    assert value(registry, "openamt_suggestion_wait_seconds_bucket", le="0.001") == 1
 
 
 def write_ledger(job_dir: Path) -> Ledger:
@@ -334,6 +337,8 @@ def test_bad_event_input_is_rejected(registry: CollectorRegistry) -> None:
         )
     with pytest.raises(ExporterError, match=r"seconds: must be a finite number >= 0 \(got nan"):
         metrics.observe_suggestion_latency(float("nan"))
+    with pytest.raises(ExporterError, match=r"seconds: must be a finite number >= 0 \(got -0.5"):
+        metrics.observe_suggestion_wait(-0.5)
     with pytest.raises(ExporterError, match=r"count: must be an integer >= 0 \(got -2\)"):
         metrics.set_fallback_count(-2)
 
