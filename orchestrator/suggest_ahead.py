@@ -44,7 +44,7 @@ class SuggestAhead:
     """A searcher wrapper (the planner's `SearcherLike`) that may suggest one trial ahead."""
 
     def __init__(
-        self, searcher: Any, *, successor: Callable[[str], str], max_parallel_jobs: int
+        self, searcher: Any, *, successor: Callable[[str], str | None], max_parallel_jobs: int
     ) -> None:
         self._searcher = searcher
         self._successor = successor
@@ -76,8 +76,9 @@ class SuggestAhead:
             config = self._compute(trial_id)
         if config is not None:
             self._handed_out_at[trial_id] = time.monotonic()
-            if self.running_ahead:
-                self._start_ahead(self._successor(trial_id))
+            next_id = self._successor(trial_id)  # None: no trial will follow
+            if next_id is not None and self.running_ahead:
+                self._start_ahead(next_id)
         return config
 
     def observe(self, trial_id: str, value: float | None) -> None:

@@ -278,9 +278,10 @@ def trial_name(number: int) -> str:
     return f"trial-{number:04d}"
 
 
-def next_trial_name(trial_id: str) -> str:
-    """The id the planner gives the trial after `trial_id`."""
-    return trial_name(_trial_number(trial_id) + 1)
+def next_trial_name(trial_id: str, max_jobs: int | None = None) -> str | None:
+    """The id the planner gives the trial after `trial_id`; None past `max_jobs` trials."""
+    number = _trial_number(trial_id) + 1
+    return None if max_jobs is not None and number > max_jobs else trial_name(number)
 
 
 def _trial_number(trial_id: str) -> int:

@@ -7,6 +7,7 @@ so damage to it cannot lose trials.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -132,7 +133,9 @@ def _make_planner(spec: JobSpec, job_dir: JobDir, ledger: Ledger) -> TrialPlanne
     retry = spec.retry_strategy.maximum_retry_attempts if spec.retry_strategy else 0
     return TrialPlanner(
         searcher=SuggestAhead(
-            searcher, successor=next_trial_name, max_parallel_jobs=spec.max_parallel_jobs
+            searcher,
+            successor=functools.partial(next_trial_name, max_jobs=spec.max_jobs),
+            max_parallel_jobs=spec.max_parallel_jobs,
         ),
         ledger=ledger,
         job_dir=job_dir,

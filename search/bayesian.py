@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import scipy.stats
 import torch
-from botorch.exceptions.errors import BotorchError, ModelFittingError
+from botorch.exceptions.errors import BotorchError, InputDataError, ModelFittingError
 from linear_operator.utils.errors import NanError, NotPSDError
 
 from search.acquisition import (
@@ -312,11 +312,20 @@ class BayesianSearcher(Searcher):
 
 
 def _warp(values: np.ndarray) -> np.ndarray:
-    """Standardise, Yeo-Johnson transform (clipped lambda), standardise again."""
-    scale = float(values.std())
-    if scale == 0.0 or not math.isfinite(scale):
+    """Standardise, Yeo-Johnson transform (clipped lambda), standardise again.
+
+    Raises ``InputDataError`` (so the suggestion falls back to random, counted) when the
+    values are too large to standardise: a model of overflowed numbers knows nothing.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale, centre = float(values.std()), float(values.mean())
+    if not (math.isfinite(scale) and math.isfinite(centre)):
+        raise InputDataError(
+            f"objective values up to {float(np.abs(values).max()):.3g} overflow standardisation"
+        )
+    if scale == 0.0:
         return np.zeros_like(values)
-    z = (values - values.mean()) / scale
+    z = (values - centre) / scale
     if len(values) >= 3:
         lam = float(np.clip(scipy.stats.yeojohnson_normmax(z), *YEO_JOHNSON_LAMBDA_RANGE))
         z = scipy.stats.yeojohnson(z, lmbda=lam)

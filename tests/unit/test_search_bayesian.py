@@ -167,6 +167,17 @@ def test_modelling_failures_fall_back_to_random_and_are_counted(
     assert "fell back to random" in caplog.text and type(error).__name__ in caplog.text
 
 
+def test_objectives_too_large_to_standardise_fall_back_to_random(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    searcher = BayesianSearcher(space=quadratic_space(), initial_design_size=2, **FAST)
+    with caplog.at_level(logging.WARNING, logger="search.bayesian"):
+        values = drive(searcher, lambda c: 1.7e308 * (c["x"] + 0.1), 5)
+    assert all(math.isfinite(v) for v in values)
+    assert searcher.fallback_count == 3
+    assert "InputDataError" in caplog.text and "overflow" in caplog.text
+
+
 def test_warm_start_uses_prior_observations_and_drops_outsiders(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import pickle
 import threading
 import time
@@ -214,3 +215,17 @@ def test_results_are_recorded_without_waiting_for_a_background_computation():
     ahead.close()
     assert ahead.observations["trial-0006"][1] == 0.1
     assert "trial-0006" in {trial_id for trial_id, _, _ in ahead.state_dict()["observations"]}
+
+
+def test_nothing_is_computed_ahead_past_the_last_trial():
+    ahead = SuggestAhead(
+        _bayesian(),
+        successor=functools.partial(next_trial_name, max_jobs=6),
+        max_parallel_jobs=2,
+    )
+    _run_instant_trials(ahead, 6)
+    assert ahead.running_ahead
+    ahead.close()
+    assert len(ahead.compute_seconds) == 6  # no seventh suggestion, used or wasted
+    assert next_trial_name("trial-0006", max_jobs=6) is None
+    assert next_trial_name("trial-0005", max_jobs=6) == "trial-0006"
