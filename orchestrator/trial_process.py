@@ -19,7 +19,6 @@ import queue
 import shlex
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -31,6 +30,7 @@ from typing import IO
 
 from orchestrator.errors import TrialError
 from orchestrator.metrics_parser import MetricDefinition, MetricParser
+from orchestrator.parent_death import guard_with_parent_death
 from orchestrator.script_env import build_argv, build_training_env
 
 __all__ = [
@@ -66,26 +66,6 @@ _EXTERNAL_SIGNALS = frozenset(
 # How long to wait for the pipes to close once the process group is dead; only a process that
 # left the group (setsid) and kept our pipe open can make this wait run out.
 _PIPE_DRAIN_TIMEOUT_S = 5.0
-
-# Runs between fork and the trainer's exec: the kernel SIGKILLs the trainer when the thread that
-# started it dies (a Ray worker killed or crashed), which a Python `preexec_fn` could also do but
-# is unsafe in a multi-threaded process like a Ray worker. `-I -S` keeps it to a few milliseconds.
-_PARENT_DEATH_WRAPPER = """
-import ctypes, os, signal, sys
-expected_parent, argv = int(sys.argv[1]), sys.argv[2:]
-try:
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-except (OSError, AttributeError):
-    pass  # a libc without prctl: run unguarded rather than not at all
-if os.getppid() != expected_parent:
-    os.kill(os.getpid(), signal.SIGKILL)
-try:
-    os.execvp(argv[0], argv)
-except OSError as error:
-    sys.stderr.write(f"openamt: cannot run {argv[0]!r}: {error.strerror}\\n")
-    sys.stderr.flush()
-    os._exit(127)
-"""
 
 
 class TrialStatus(enum.Enum):
@@ -176,7 +156,7 @@ def run_trial_process(
         log.write(f"==== openamt {_utc_now()}: starting {shlex.join(argv)} ====\n")
         try:
             process = subprocess.Popen(
-                _with_parent_death_signal(list(argv)),
+                guard_with_parent_death(list(argv)),
                 cwd=cwd,
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
@@ -557,13 +537,6 @@ class _StreamPump:
             self._tail.extend(complete[-2 * _TAIL_CHARS :].splitlines())
         if found:
             self._out.put(found)
-
-
-def _with_parent_death_signal(argv: list[str]) -> list[str]:
-    """`argv` behind the PR_SET_PDEATHSIG wrapper on Linux; unchanged elsewhere."""
-    if not sys.platform.startswith("linux") or not sys.executable:
-        return argv
-    return [sys.executable, "-I", "-S", "-c", _PARENT_DEATH_WRAPPER, str(os.getpid()), *argv]
 
 
 def _check_arguments(
