@@ -18,6 +18,7 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.tune.result import DONE
 
 from orchestrator.trial_process import (
     MetricDefinition,
@@ -117,6 +118,9 @@ def run_script_trial(config: dict[str, Any], launch: TrialLaunch) -> None:
             "openamt_signal": outcome.signal,
             "openamt_duration_s": outcome.duration_s,
             NODE_KEY: node_id,
+            # Tune ends the trial on this result, instead of asking the worker once more and
+            # learning only then that the function has returned: one round trip less per trial.
+            DONE: True,
         }
     )
 
