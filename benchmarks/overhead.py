@@ -70,6 +70,7 @@ def run_one(
     started = time.perf_counter()
     ray.init(num_cpus=parallel, include_dashboard=False, log_to_driver=False)
     ray_start_s = time.perf_counter() - started
+    busy_before = _machine_busy_s()
     try:
         if config.startswith("openamt-"):
             numbers = _run_openamt(
@@ -90,8 +91,10 @@ def run_one(
                 trainer=TRAINERS[trainer],
             )
     finally:
+        machine_busy_s = _machine_busy_s() - busy_before
         ray.shutdown()
     floor_s = trials * sleep_s / parallel
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "config": config,
         "trials": trials,
@@ -101,7 +104,9 @@ def run_one(
         "floor_s": floor_s,
         "overhead_pct": 100.0 * (numbers["wall_s"] - floor_s) / floor_s,
         "ray_start_s": ray_start_s,
-        "driver_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "driver_peak_rss_mib": usage.ru_maxrss / 1024,
+        "driver_cpu_s": usage.ru_utime + usage.ru_stime,
+        "machine_cpu_busy_pct": 100.0 * machine_busy_s / (numbers["wall_s"] * os.cpu_count()),
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
         **numbers,
@@ -239,6 +244,14 @@ def _slot_breakdown(
         "gap_to_next_start_median_s": statistics.median(gaps) if gaps else 0.0,
         "trial_span_mean_s": _mean(spans),
     }
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, all processes) since boot."""
+    import psutil
+
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
 def _mean(values: list[float]) -> float:
