@@ -102,7 +102,7 @@ def test_a_trainer_that_cannot_run_is_named(tmp_path: Path, launcher: str, progr
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_arguments_reach_the_trainer_unchanged(launcher: str) -> None:
-    arguments = ["--name", "two words", "--quote", "it's \"$HOME\"", "--empty", "", "-c"]
+    arguments = ["--name", "two words", "--quote", 'it\'s "$HOME"', "--empty", "", "-c"]
     echo = [sys.executable, "-c", "import json, sys; print(json.dumps(sys.argv[1:]))"]
     completed = subprocess.run(
         guard_with_parent_death([*echo, *arguments], launcher=launcher),
