@@ -18,8 +18,9 @@ For openamt it also reports /metrics size and scrape time near the end of the jo
 suggestion latency and how long free slots waited for suggestions (from the exporter's
 histograms), where a slot's time goes (see
 `_slot_breakdown`), the driver's peak RSS and the job directory's size; for bare Ray Tune, the
-trial bodies' length and the idle time between them. The machine's load average is recorded
-before and after each configuration, since a busy machine stretches everything.
+trial bodies' length and the idle time between them. For every configuration it records the
+driver's CPU seconds, how busy the whole machine was during the run (all processes, all cores),
+and the load average before and after, since a busy machine stretches everything.
 
     .venv/bin/python benchmarks/overhead.py --trials 100
     .venv/bin/python benchmarks/overhead.py --quick              # 40 trials
