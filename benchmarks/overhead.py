@@ -261,11 +261,14 @@ def _mean(values: list[float]) -> float:
 
 class Scraper:
     """Scrapes the job's /metrics every couple of seconds; the last scrape stands for "at the
-    end of the job", since the server closes when the job returns."""
+    end of the job", since the server closes when the job returns. It runs in the driver's
+    process, as a thread, so its timings include waiting for the driver's GIL: an upper bound
+    on what a Prometheus server in its own process sees."""
 
     def __init__(self, *, port: int) -> None:
         self._url = f"http://127.0.0.1:{port}/metrics"
         self._last: tuple[int, float, str] | None = None
+        self._durations: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -286,9 +289,11 @@ class Scraper:
             except OSError:
                 continue
             self._last = (len(body), time.perf_counter() - started, body.decode())
+            self._durations.append(self._last[1])
 
     def summary(self) -> dict[str, float]:
-        """Size and time of the last scrape, and what it said about trials and suggestions."""
+        """Size and time of the last scrape, the median and slowest of all, and what the last
+        said about trials and suggestions."""
         if self._last is None:
             return {}
         from prometheus_client.parser import text_string_to_metric_families
@@ -307,6 +312,9 @@ class Scraper:
             "metrics_bytes": size,
             "metrics_series": body.count("\n") - body.count("\n#"),
             "metrics_scrape_ms": 1000 * seconds,
+            "metrics_scrapes": len(self._durations),
+            "metrics_scrape_median_ms": 1000 * statistics.median(self._durations),
+            "metrics_scrape_max_ms": 1000 * max(self._durations),
             "metrics_at_trials_started": samples.get("openamt_trials_started_total", 0.0),
             "suggestions": count,
             "suggestion_mean_ms": 1000 * total / count if count else 0.0,
