@@ -61,9 +61,10 @@ def guard_with_parent_death(argv: list[str], *, launcher: str | None = None) -> 
         return argv
     parent = str(os.getpid())
     if launcher is None:
-        launcher = "setpriv" if _setpriv_works() else "python"
+        launcher = "setpriv" if _working_setpriv() else "python"
     if launcher == "setpriv":
-        return ["setpriv", "--pdeathsig", "KILL", "--", "/bin/sh", "-c", _SHELL_CHECK,
+        setpriv = _working_setpriv() or "setpriv"
+        return [setpriv, "--pdeathsig", "KILL", "--", "/bin/sh", "-c", _SHELL_CHECK,
                 "openamt-trial", parent, *argv]  # fmt: skip
     if launcher == "python" and sys.executable:
         return [sys.executable, "-I", "-S", "-c", _PYTHON_LAUNCHER, parent, *argv]
@@ -73,13 +74,15 @@ def guard_with_parent_death(argv: list[str], *, launcher: str | None = None) -> 
 
 
 @functools.cache
-def _setpriv_works() -> bool:
-    """Whether this machine's setpriv knows --pdeathsig (util-linux 2.33 and later)."""
-    if shutil.which("setpriv") is None or not os.path.exists("/bin/sh"):
-        return False
+def _working_setpriv() -> str | None:
+    """The path of a setpriv that knows --pdeathsig (util-linux 2.33 and later), or None.
+    An absolute path, so a trainer environment without PATH still finds it."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or not os.path.exists("/bin/sh"):
+        return None
     try:
         probe = subprocess.run(
-            ["setpriv", "--pdeathsig", "KILL", "--", "/bin/sh", "-c", "exit 0"],
+            [setpriv, "--pdeathsig", "KILL", "--", "/bin/sh", "-c", "exit 0"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -87,5 +90,5 @@ def _setpriv_works() -> bool:
             check=False,
         )
     except (OSError, subprocess.SubprocessError):
-        return False
-    return probe.returncode == 0
+        return None
+    return setpriv if probe.returncode == 0 else None

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from orchestrator.parent_death import _setpriv_works, guard_with_parent_death
+from orchestrator.parent_death import _working_setpriv, guard_with_parent_death
 
 LAUNCHERS = ["setpriv", "python"]
 
@@ -48,8 +48,9 @@ def is_gone(pid: int) -> bool:
 
 def test_setpriv_is_what_this_machine_uses() -> None:
     # The project's machines have util-linux's setpriv; if this fails every trial pays ~25 ms.
-    assert _setpriv_works()
-    assert guard_with_parent_death(["train"])[0] == "setpriv"
+    setpriv = _working_setpriv()
+    assert setpriv is not None and Path(setpriv).is_absolute()
+    assert guard_with_parent_death(["train"])[0] == setpriv
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
@@ -116,3 +117,16 @@ def test_arguments_reach_the_trainer_unchanged(launcher: str) -> None:
 def test_an_unknown_launcher_is_refused() -> None:
     with pytest.raises(ValueError, match="launcher='sudo'"):
         guard_with_parent_death(["train"], launcher="sudo")
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_an_environment_without_path_still_starts_the_trainer(launcher: str) -> None:
+    trainer = [sys.executable, "-c", "print('ran')"]
+    completed = subprocess.run(
+        guard_with_parent_death(trainer, launcher=launcher),
+        env={},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert completed.stdout == "ran\n"
