@@ -7,8 +7,10 @@ trainer's argv is prefixed with a launcher that sets it and then execs the train
 
 * `setpriv --pdeathsig KILL` (util-linux) and a POSIX shell that checks the parent is still the
   one that started it (it may have died before the signal was armed) — about 2 ms a trial;
-* where `setpriv` is missing or too old, a `python -I -S` doing the same — about 25 ms a trial,
+* where `setpriv` is missing or too old, a `python -I -S` doing the same — about 28 ms a trial,
   most of it importing ctypes, which a benchmark of one-second trials notices.
+
+`benchmarks/launcher_cost.py` measures both.
 """
 
 from __future__ import annotations
@@ -66,10 +68,10 @@ def guard_with_parent_death(argv: list[str], *, launcher: str | None = None) -> 
         setpriv = _working_setpriv() or "setpriv"
         return [setpriv, "--pdeathsig", "KILL", "--", "/bin/sh", "-c", _SHELL_CHECK,
                 "openamt-trial", parent, *argv]  # fmt: skip
-    if launcher == "python" and sys.executable:
-        return [sys.executable, "-I", "-S", "-c", _PYTHON_LAUNCHER, parent, *argv]
     if launcher == "python":
-        return argv
+        if not sys.executable:  # embedded without an interpreter to run: unguarded
+            return argv
+        return [sys.executable, "-I", "-S", "-c", _PYTHON_LAUNCHER, parent, *argv]
     raise ValueError(f"launcher={launcher!r}: must be 'setpriv', 'python' or None")
 
 

@@ -97,10 +97,9 @@ def run_job(
                 ledger.append(Event.JOB_STARTED, run=run_number, pid=os.getpid())
                 control.started = control.clock()
                 _run_tune(spec, job_dir, planner, control, listeners, run_number, trainable)
-                if planner.fatal_error is None:
-                    planner.close()
                 if planner.fatal_error is not None:
                     raise planner.fatal_error
+                planner.close()
         except KeyboardInterrupt as interrupt:
             ledger.append(Event.JOB_INTERRUPTED, finished=planner.finished_count)
             raise JobInterrupted(
