@@ -141,7 +141,7 @@ def _run_bare(
 
 
 def _trainer_argv(trainer: Path, sleep_s: float) -> list[str]:
-    """The stand-in trainer as one script-mode trial of the benchmark runs it."""
+    """The chosen trainer as one script-mode trial of the benchmark runs it."""
     return [sys.executable, str(trainer), "--epochs", "1", "--sleep", repr(sleep_s)]
 
 
@@ -262,8 +262,8 @@ def _mean(values: list[float]) -> float:
 class Scraper:
     """Scrapes the job's /metrics every couple of seconds; the last scrape stands for "at the
     end of the job", since the server closes when the job returns. It runs in the driver's
-    process, as a thread, so its timings include waiting for the driver's GIL: an upper bound
-    on what a Prometheus server in its own process sees."""
+    process, as a thread, so its timings include its own waits for the driver's GIL, which a
+    Prometheus server in its own process does not have."""
 
     def __init__(self, *, port: int) -> None:
         self._url = f"http://127.0.0.1:{port}/metrics"
@@ -288,8 +288,9 @@ class Scraper:
                     body = response.read()
             except OSError:
                 continue
-            self._last = (len(body), time.perf_counter() - started, body.decode())
-            self._durations.append(self._last[1])
+            elapsed = time.perf_counter() - started
+            self._durations.append(elapsed)
+            self._last = (len(body), elapsed, body.decode())
 
     def summary(self) -> dict[str, float]:
         """Size and time of the last scrape, the median and slowest of all, and what the last

@@ -1,0 +1,54 @@
+"""What the parent-death launcher adds to each trial's start (issue 8, overhead).
+
+Starts `benchmarks/sleep_trainer.py --sleep 0` N times each way, as `run_trial_process` would
+(new session, pipes, closed fds): bare, behind setpriv and the shell check, and behind the
+Python fallback launcher (`orchestrator/parent_death.py`). Reports the mean per start.
+
+    .venv/bin/python benchmarks/launcher_cost.py
+    .venv/bin/python benchmarks/launcher_cost.py --starts 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from orchestrator.parent_death import guard_with_parent_death  # noqa: E402
+
+TRAINER = [sys.executable, str(REPO / "benchmarks" / "sleep_trainer.py"), "--sleep", "0"]
+
+
+def mean_start_ms(argv: list[str], starts: int) -> float:
+    """Mean wall time, in ms, from starting `argv` to its exit."""
+    started = time.perf_counter()
+    for _ in range(starts):
+        subprocess.run(
+            argv, capture_output=True, start_new_session=True, close_fds=True, check=True
+        )
+    return 1000 * (time.perf_counter() - started) / starts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--starts", type=int, default=30, help="starts per way")
+    args = parser.parse_args(argv)
+    ways = {
+        "bare": TRAINER,
+        "setpriv + shell check": guard_with_parent_death(TRAINER, launcher="setpriv"),
+        "python launcher": guard_with_parent_death(TRAINER, launcher="python"),
+    }
+    mean_start_ms(TRAINER, 3)  # warm the page cache
+    print("| launcher | mean ms per start |\n|---|---|")
+    for name, command in ways.items():
+        print(f"| {name} | {mean_start_ms(command, args.starts):.1f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
