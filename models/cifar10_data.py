@@ -1,7 +1,8 @@
 """CIFAR-10 for the trainers: download, verify, extract, and write MXNet RecordIO.
 
-Standard library only, so both the orchestrator environment and the MXNet environment can
-import and run it. What a finished data directory holds (the trainers read it):
+The standard library plus Pillow (for the PNGs), which both the orchestrator environment
+(through matplotlib) and the MXNet environment (through gluoncv) have, so either can import
+and run it; no NumPy, torch or MXNet. What a finished data directory holds (the trainers read it):
 
     data_batch_1.bin .. data_batch_5.bin, test_batch.bin   CIFAR binary batches
     batches.meta.txt                                        class names, one per line
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
+import io
 import json
 import os
 import re
@@ -32,6 +34,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
+
+from PIL import Image
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
@@ -189,7 +193,6 @@ def _check_labels(path: Path, labels: bytes) -> None:
 _RECORDIO_MAGIC = struct.pack("<I", 0xCED7230A)
 _MAX_PART_BYTES = (1 << 29) - 1  # the length field has 29 bits; the top 3 hold the part flag
 _IR_HEADER = struct.Struct("<IfQQ")  # flag, label, id, id2: MXNet's IRHeader
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def encode_record(payload: bytes) -> bytes:
@@ -284,24 +287,14 @@ def encode_png(pixels: bytes) -> bytes:
     if len(pixels) != IMAGE_BYTES:
         raise InvalidInputError(f"pixels: {len(pixels)} bytes; must be {IMAGE_BYTES}")
     plane = IMAGE_SIDE * IMAGE_SIDE
-    interleaved = bytearray(IMAGE_BYTES)
-    for channel in range(3):
-        interleaved[channel::3] = pixels[channel * plane : (channel + 1) * plane]
-    row_bytes = 3 * IMAGE_SIDE
-    scanlines = b"".join(  # filter type 0 (none) before each row
-        b"\x00" + interleaved[row * row_bytes : (row + 1) * row_bytes] for row in range(IMAGE_SIDE)
-    )
-    header = struct.pack(">IIBBBBB", IMAGE_SIDE, IMAGE_SIDE, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return (
-        _PNG_SIGNATURE
-        + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", zlib.compress(scanlines, 6))
-        + _png_chunk(b"IEND", b"")
-    )
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    size = (IMAGE_SIDE, IMAGE_SIDE)
+    channels = [
+        Image.frombytes("L", size, pixels[channel * plane : (channel + 1) * plane])
+        for channel in range(3)
+    ]
+    out = io.BytesIO()
+    Image.merge("RGB", channels).save(out, format="PNG", compress_level=6)
+    return out.getvalue()
 
 
 def write_recordio_from_batches(
