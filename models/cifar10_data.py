@@ -1,8 +1,9 @@
 """CIFAR-10 for the trainers: download, verify, extract, and write MXNet RecordIO.
 
-The standard library plus Pillow (for the PNGs), which both the orchestrator environment
-(through matplotlib) and the MXNet environment (through gluoncv) have, so either can import
-and run it; no NumPy, torch or MXNet. What a finished data directory holds (the trainers read it):
+The standard library, plus Pillow for the RecordIO PNGs (imported only there; both the
+orchestrator environment, through matplotlib, and the MXNet environment, through gluoncv, have
+it), so either environment can import and run it; no NumPy, torch or MXNet. What a finished
+data directory holds (the trainers read it):
 
     data_batch_1.bin .. data_batch_5.bin, test_batch.bin   CIFAR binary batches
     batches.meta.txt                                        class names, one per line
@@ -34,8 +35,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
-
-from PIL import Image
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
@@ -284,6 +283,10 @@ def unpack_image_record(payload: bytes) -> tuple[int, int, bytes]:
 
 def encode_png(pixels: bytes) -> bytes:
     """Encode a CIFAR channel-planar 32x32 image as an RGB PNG (lossless; OpenCV decodes it)."""
+    # Imported here: only RecordIO needs PNGs, and the binary batches (synthetic data on a GPU
+    # machine that has only PyTorch and NumPy) must not need Pillow.
+    from PIL import Image
+
     if len(pixels) != IMAGE_BYTES:
         raise InvalidInputError(f"pixels: {len(pixels)} bytes; must be {IMAGE_BYTES}")
     plane = IMAGE_SIDE * IMAGE_SIDE
