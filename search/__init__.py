@@ -7,6 +7,7 @@ A library with no Ray in it: the orchestrator wraps a ``Searcher`` for Ray Tune.
 >>> config = searcher.suggest("trial-1")     # every hyperparameter; None: nothing left
 >>> searcher.observe("trial-1", 0.73)        # None (or NaN/inf): the trial failed
 >>> state = searcher.state_dict()            # JSON; load_state_dict(state) resumes
+>>> searcher.telemetry().fallback_count      # counters and timings, from any thread
 """
 
 from search.bayesian import BayesianSearcher
@@ -31,6 +32,7 @@ from search.parameters import (
 from search.random_search import RandomSearcher
 from search.searcher import Searcher
 from search.space import SearchSpace
+from search.telemetry import SearchTelemetry
 
 __all__ = [
     "BayesianSearcher",
@@ -46,6 +48,7 @@ __all__ = [
     "SearchError",
     "SearchSpace",
     "SearchSpaceError",
+    "SearchTelemetry",
     "Searcher",
     "SearcherOptionError",
     "StateDictError",

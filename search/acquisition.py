@@ -10,7 +10,9 @@ The optimiser is a batched evolutionary local search:
    spawns ``children_per_parent`` mutants (Gaussian steps halving every round on
    continuous and integer coordinates, from 0.2 down to 0.0004 of the unit range; random
    re-draws on categorical ones), and the best of parents and children survive;
-3. return the best-scoring point whose config has not been tried yet.
+3. return the best-scoring point whose config has not been tried yet, with its value
+   (``choose_point``): a value that is not finite means the acquisition was NaN or
+   infinite everywhere, and the caller should not trust the pick.
 
 Every candidate is snapped to a valid point (integers and categoricals at their bin
 centres), so there is no rounding after optimisation. Scoring thousands of candidates in
@@ -27,6 +29,7 @@ import dataclasses
 
 import numpy as np
 import torch
+from botorch.acquisition.acquisition import AcquisitionFunction
 from botorch.acquisition.logei import qLogNoisyExpectedImprovement
 from botorch.acquisition.utils import prune_inferior_points
 from botorch.models.model import Model
@@ -46,6 +49,17 @@ EVALUATION_BATCH = 1024
 ANCHOR_COPIES = 16
 #: Step size (unit-cube standard deviation) of the first local-search round.
 FIRST_STEP = 0.2
+#: Posterior samples used to find the observations that may be the best.
+PRUNING_SAMPLES = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """The point an acquisition optimiser picked (shape ``d``) and its acquisition value
+    (``-inf`` when every candidate scored NaN or infinite)."""
+
+    point: np.ndarray
+    value: float
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -76,10 +90,13 @@ def make_acquisition(
     objective (accuracy on a small validation set, a sleep trainer) has hundreds of
     observations tied for the best, which made one suggestion take 6 s at 300
     observations; among tied points any one tells the acquisition the incumbent's value.
-    Uses torch's global generator, so call it inside ``isolated_global_rngs``.
+    Every sampler is seeded from ``seed``: nothing draws from torch's global generator.
     """
     max_frac = min(1.0, MAX_BASELINE_POINTS / max(1, len(x_baseline)))
-    baseline = prune_inferior_points(model, x_baseline, max_frac=max_frac)
+    pruning_sampler = SobolQMCNormalSampler(
+        sample_shape=torch.Size([PRUNING_SAMPLES]), seed=seed + 1
+    )
+    baseline = prune_inferior_points(model, x_baseline, max_frac=max_frac, sampler=pruning_sampler)
     return qLogNoisyExpectedImprovement(
         model=model,
         X_baseline=baseline,
@@ -90,7 +107,7 @@ def make_acquisition(
 
 
 def optimize_acquisition(
-    acquisition: qLogNoisyExpectedImprovement,
+    acquisition: AcquisitionFunction,
     space: SearchSpace,
     *,
     settings: AcquisitionSettings,
@@ -101,23 +118,44 @@ def optimize_acquisition(
     """The unit point (shape ``d``) of the untried config with the highest acquisition
     value found, or None if no untried config is left. ``anchors`` (``m x d``) are the
     best observations, around which the search also looks."""
+    choice = choose_point(
+        acquisition, space, settings=settings, seen=seen, rng=rng, anchors=anchors
+    )
+    return None if choice is None else choice.point
+
+
+def choose_point(
+    acquisition: AcquisitionFunction,
+    space: SearchSpace,
+    *,
+    settings: AcquisitionSettings,
+    seen: set[Key],
+    rng: np.random.Generator,
+    anchors: np.ndarray,
+) -> Choice | None:
+    """Like ``optimize_acquisition``, with the winner's acquisition value."""
     size = space.size
     if size is not None and size <= MAX_ENUMERATED_CONFIGS:
         untried = [space.to_unit(c) for c in space.iter_grid() if space.key(c) not in seen]
         if not untried:
             return None
         points = np.array(untried)
-        return points[int(np.argmax(_score(acquisition, points)))]
+        return _best(points, _score(acquisition, points))
     domain = _Domain(space)
     search = _LocalSearch(acquisition, domain, settings, rng)
     search.run(anchors)
-    for point in search.best_first():
+    for point, value in search.best_first():
         if space.key(space.from_unit(point)) not in seen:
-            return point
+            return Choice(point, value)
     alternatives = draw_unseen_points(space, rng, seen, settings.raw_samples)
     if not len(alternatives):
         return None
-    return alternatives[int(np.argmax(_score(acquisition, alternatives)))]
+    return _best(alternatives, _score(acquisition, alternatives))
+
+
+def _best(points: np.ndarray, scores: np.ndarray) -> Choice:
+    index = int(np.argmax(scores))
+    return Choice(points[index], float(scores[index]))
 
 
 def log_expected_improvement(acquisition: qLogNoisyExpectedImprovement, point: np.ndarray) -> float:
@@ -209,10 +247,11 @@ class _LocalSearch:
                 settings.num_restarts,
             )
 
-    def best_first(self) -> list[np.ndarray]:
-        """Every scored point, best acquisition value first."""
+    def best_first(self) -> list[tuple[np.ndarray, float]]:
+        """Every scored point with its value, best acquisition value first."""
         points, scores = np.vstack(self._points), np.concatenate(self._scores)
-        return list(points[np.argsort(-scores, kind="stable")])
+        order = np.argsort(-scores, kind="stable")
+        return [(points[i], float(scores[i])) for i in order]
 
     def _add(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         scores = _score(self._acquisition, points)
@@ -227,11 +266,12 @@ def _top(points: np.ndarray, scores: np.ndarray, count: int) -> tuple[np.ndarray
 
 
 def _score(acquisition: qLogNoisyExpectedImprovement, points: np.ndarray) -> np.ndarray:
-    """Acquisition values of ``points`` (``m x d``), each scored on its own: shape ``m``."""
+    """Acquisition values of ``points`` (``m x d``), each scored on its own: shape ``m``;
+    NaN and infinite values become ``-inf``."""
     values = []
     with torch.no_grad():
         for start in range(0, len(points), EVALUATION_BATCH):
             batch = torch.from_numpy(points[start : start + EVALUATION_BATCH]).unsqueeze(-2)
             values.append(acquisition(batch))
     scores = torch.cat(values).numpy()
-    return np.where(np.isnan(scores), -np.inf, scores)
+    return np.where(np.isfinite(scores), scores, -np.inf)

@@ -9,10 +9,12 @@ Each suggestion after the initial (scrambled Sobol) design:
    ``max_model_points`` observations the model sees the best half of that budget plus a
    seeded uniform sample of the rest (the optimum's neighbourhood in full detail, the
    global shape coarsely), which bounds the cost of a suggestion;
-2. values are standardised and Yeo-Johnson transformed (lambda fitted by maximum
-   likelihood, clipped to [-2, 4]) and standardised again: losses with a long tail of
-   bad values (diverged runs, flat plateaus) otherwise squash the good region into a
-   sliver the GP cannot resolve;
+2. values are made robust to outliers on the bad side: anything worse than the lower
+   Tukey fence (first quartile minus 1.5 interquartile ranges) is clipped to it, so one
+   diverged run (a loss of 1e6 among losses of 0.3-2.3) cannot squash the good region
+   into a sliver below the GP's noise floor. Then they are standardised, Yeo-Johnson
+   transformed (lambda fitted by maximum likelihood, clipped to [-2, 4]) and
+   standardised again, which evens out the remaining skew (see ``warp_outputs``);
 3. the GP (see ``gp_model``) is fitted, warm-started from the previous hyperparameters;
    once there are ``REFIT_ALWAYS_BELOW`` observations, the hyperparameters are only
    re-optimised when the data has grown by ``REFIT_GROWTH`` since the last fit (the GP is
@@ -21,16 +23,21 @@ Each suggestion after the initial (scrambled Sobol) design:
    ``acquisition``); the winner is never a config already tried or pending.
 
 Modelling failures (``ModelFittingError``, ``NotPSDError``, ...) make that one suggestion
-a random one, logged and counted in ``fallback_count``.
+a random one, logged and counted (``telemetry().fallback_count``); an acquisition that is
+NaN or infinite everywhere does too, counted as a NaN pick (``telemetry().nan_picks``).
+
+A suggestion touches no process-wide state: no global random generator (BoTorch gets
+seeded samplers, the optimiser NumPy generators derived from ``(seed, index)``), no
+warning filters, no torch thread settings. It may therefore run in a background thread
+while the caller works; how many threads torch and BLAS use is the caller's choice
+(one is best for GPs this small: ``torch.set_num_threads(1)`` at start-up).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -41,9 +48,9 @@ from linear_operator.utils.errors import NanError, NotPSDError
 
 from search.acquisition import (
     AcquisitionSettings,
+    choose_point,
     log_expected_improvement,
     make_acquisition,
-    optimize_acquisition,
 )
 from search.enums import ObjectiveType, Strategy
 from search.errors import SearcherOptionError, StateDictError
@@ -56,7 +63,6 @@ from search.rng import (
     TORCH_STREAM,
     derived_seed,
     generator,
-    isolated_global_rngs,
 )
 from search.sampling import Key, draw_unseen, is_exhausted, sobol_point
 from search.searcher import Searcher
@@ -82,10 +88,18 @@ REFIT_GROWTH = 1.1
 ANCHOR_COUNT = 5
 #: Yeo-Johnson lambda range: beyond it the transform distorts more than it helps.
 YEO_JOHNSON_LAMBDA_RANGE = (-2.0, 4.0)
+#: Values worse than the first quartile minus this many interquartile ranges are clipped.
+OUTLIER_FENCE = 1.5
+#: Fewer observations than this are not clipped (quartiles of 3 points mean little).
+MIN_CLIP_OBSERVATIONS = 4
 
 #: Fits the surrogate: ``(train_x, train_y, *, categorical_dims, initial, optimize)`` to
 #: ``(model, hyperparameters)``; see ``gp_model.fit_gp``.
 ModelFitter = Callable[..., tuple[Any, Hyperparameters]]
+
+
+#: Marks a suggestion whose acquisition values were all NaN or infinite.
+_NAN_PICK = object()
 
 
 def default_initial_design_size(dimension: int) -> int:
@@ -102,9 +116,6 @@ class BayesianSearcher(Searcher):
         raw_samples, num_restarts, mc_samples: acquisition optimisation effort (random
             candidates scored first, parents kept by the local search, MC samples).
         max_model_points: most observations the GP is fitted to (see above).
-        num_threads: torch threads used while suggesting (default 1: a GP on a few
-            hundred points gains nothing from more, and extra threads spin badly when the
-            host's cores are busy with trials); the caller's setting is restored.
         model_fitter: fits the surrogate (default ``gp_model.fit_gp``); an extension
             point, also used by tests to exercise the fallback path.
 
@@ -130,7 +141,6 @@ class BayesianSearcher(Searcher):
         num_restarts: int = 10,
         mc_samples: int = 64,
         max_model_points: int = 200,
-        num_threads: int = 1,
         model_fitter: ModelFitter = fit_gp,
     ) -> None:
         super().__init__(
@@ -146,13 +156,11 @@ class BayesianSearcher(Searcher):
         _check_count("raw_samples", raw_samples, minimum=num_restarts)
         _check_count("mc_samples", mc_samples, minimum=1)
         _check_count("max_model_points", max_model_points, minimum=2 * MIN_MODEL_OBSERVATIONS)
-        _check_count("num_threads", num_threads, minimum=1)
         self._initial_design_size = initial_design_size
         self._settings = AcquisitionSettings(
             raw_samples=raw_samples, num_restarts=num_restarts, mc_samples=mc_samples
         )
         self._max_model_points = max_model_points
-        self._num_threads = num_threads
         self._model_fitter = model_fitter
         self._categorical_dims = [
             dim
@@ -160,6 +168,7 @@ class BayesianSearcher(Searcher):
             if isinstance(parameter, CategoricalParameter)
         ]
         self._ei_history: list[tuple[str, float]] = []
+        self._ei_snapshot: tuple[tuple[str, float], ...] = ()
         self._hyperparameters: Hyperparameters | None = None
         self._fitted_on = 0  # observations at the last hyperparameter optimisation
 
@@ -183,12 +192,7 @@ class BayesianSearcher(Searcher):
             point = sobol_point(self.space, seed=self.seed, index=index)
             return draw_unseen(self.space, self._rng(index), seen, first_choice=point)
         try:
-            with (
-                isolated_global_rngs(derived_seed(self.seed, TORCH_STREAM, index)),
-                _torch_threads(self._num_threads),
-                _warnings_to_debug_log(),
-            ):
-                proposal = self._model_proposal(train_x, train_y, observed, seen, index)
+            proposal = self._model_proposal(train_x, train_y, observed, seen, index)
         except RECOVERABLE_ERRORS as error:
             self._fallback_count += 1
             logger.warning(
@@ -201,9 +205,22 @@ class BayesianSearcher(Searcher):
             return draw_unseen(self.space, self._rng(index), seen)
         if proposal is None:
             return None
+        if proposal is _NAN_PICK:
+            self._nan_picks += 1
+            logger.warning(
+                "Bayesian suggestion %d for trial %s is random: the acquisition was NaN "
+                "or infinite everywhere",
+                index,
+                trial_id,
+            )
+            return draw_unseen(self.space, self._rng(index), seen)
         config, expected_improvement = proposal
         self._ei_history.append((trial_id, expected_improvement))
+        self._ei_snapshot = (*self._ei_snapshot, (trial_id, expected_improvement))
         return config
+
+    def _expected_improvement_snapshot(self) -> tuple[tuple[str, float], ...]:
+        return self._ei_snapshot
 
     def _model_proposal(
         self,
@@ -212,9 +229,11 @@ class BayesianSearcher(Searcher):
         observed: int,
         seen: set[Key],
         index: int,
-    ) -> tuple[Config, float] | None:
-        """Fit the GP and optimise the acquisition: the config and its normalised EI."""
-        model_y = _warp(train_y)
+    ) -> tuple[Config, float] | object | None:
+        """Fit the GP and optimise the acquisition: the config and its normalised EI,
+        ``_NAN_PICK`` if every acquisition value was NaN or infinite, None if no untried
+        config is left."""
+        model_y = warp_outputs(train_y)
         x = torch.from_numpy(train_x)
         refit = observed < REFIT_ALWAYS_BELOW or observed >= REFIT_GROWTH * self._fitted_on
         model, hyperparameters = self._model_fitter(
@@ -235,7 +254,7 @@ class BayesianSearcher(Searcher):
             seed=derived_seed(self.seed, TORCH_STREAM, index),
         )
         anchors = train_x[np.argsort(-model_y, kind="stable")[:ANCHOR_COUNT]]
-        point = optimize_acquisition(
+        choice = choose_point(
             acquisition,
             self.space,
             settings=self._settings,
@@ -243,8 +262,11 @@ class BayesianSearcher(Searcher):
             rng=self._rng(index, ACQUISITION_STREAM),
             anchors=anchors,
         )
-        if point is None:
+        if choice is None:
             return None
+        if not math.isfinite(choice.value):
+            return _NAN_PICK
+        point = choice.point
         spread = float(model_y.max() - model_y.min()) or 1.0
         expected_improvement = math.exp(log_expected_improvement(acquisition, point)) / spread
         return self.space.from_unit(point), expected_improvement
@@ -307,16 +329,20 @@ class BayesianSearcher(Searcher):
         ):
             raise StateDictError("Bayesian state has non-finite GP hyperparameters")
         self._ei_history = history
+        self._ei_snapshot = tuple(history)
         self._hyperparameters = hyperparameters
         self._fitted_on = fitted_on
 
 
-def _warp(values: np.ndarray) -> np.ndarray:
-    """Standardise, Yeo-Johnson transform (clipped lambda), standardise again.
+def warp_outputs(values: np.ndarray) -> np.ndarray:
+    """Larger-is-better ``values`` (``n``) as the GP sees them (``n``): the bad tail
+    clipped at the lower Tukey fence, standardised, Yeo-Johnson transformed (clipped
+    lambda), standardised again. The order of the values is kept (ties aside).
 
     Raises ``InputDataError`` (so the suggestion falls back to random, counted) when the
     values are too large to standardise: a model of overflowed numbers knows nothing.
     """
+    values = clip_bad_tail(values)
     with np.errstate(over="ignore", invalid="ignore"):
         scale, centre = float(values.std()), float(values.mean())
     if not (math.isfinite(scale) and math.isfinite(centre)):
@@ -333,28 +359,18 @@ def _warp(values: np.ndarray) -> np.ndarray:
     return z
 
 
-@contextlib.contextmanager
-def _torch_threads(count: int) -> Iterator[None]:
-    """Use ``count`` intra-op threads for the block."""
-    previous = torch.get_num_threads()
-    if previous != count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        if previous != count:
-            torch.set_num_threads(previous)
-
-
-@contextlib.contextmanager
-def _warnings_to_debug_log() -> Iterator[None]:
-    """Route BoTorch's routine warnings (optimiser restarts, non-convergence) to the
-    debug log instead of the user's console."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for warning in caught:
-        logger.debug("%s: %s", warning.category.__name__, warning.message)
+def clip_bad_tail(values: np.ndarray) -> np.ndarray:
+    """``values`` (``n``, larger is better) with those below ``q1 - 1.5 (q3 - q1)`` raised
+    to that fence; unchanged below ``MIN_CLIP_OBSERVATIONS`` values or when the fence is
+    not finite (values too large: ``warp_outputs`` then refuses them)."""
+    if len(values) < MIN_CLIP_OBSERVATIONS:
+        return values
+    with np.errstate(over="ignore", invalid="ignore"):
+        first, third = np.percentile(values, [25.0, 75.0])
+        fence = first - OUTLIER_FENCE * (third - first)
+    if not math.isfinite(fence):
+        return values
+    return np.maximum(values, fence)
 
 
 def _check_count(name: str, value: object, *, minimum: int) -> None:

@@ -29,7 +29,6 @@ _OPTIONS: dict[type[Searcher], frozenset[str]] = {
             "num_restarts",
             "mc_samples",
             "max_model_points",
-            "num_threads",
         }
     ),
     RandomSearcher: frozenset(),

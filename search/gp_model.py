@@ -7,20 +7,41 @@ log-normal lengthscale prior; categorical dimensions, when present, multiply it 
 Hamming-distance ``CategoricalKernel`` (one lengthscale per categorical), so categories
 are never treated as ordered numbers. (BoTorch's ``MixedSingleTaskGP`` sum-plus-product
 kernel took 5-20x more optimiser steps to fit for no gain on our benchmarks.)
+
+The marginal likelihood is maximised with SciPy's L-BFGS-B called directly, not through
+``fit_gpytorch_mll``: that wrapper changes process-wide state (warning filters, BLAS
+thread limits) and, on a failed attempt, re-initialises from priors with torch's global
+generator, none of which may happen while another thread works. Failure is decided from
+the result instead: a non-finite optimum raises ``ModelFittingError``; a warm-started fit
+that fails is retried once from the default hyperparameters.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+import scipy.optimize
 import torch
-from botorch.fit import fit_gpytorch_mll
+from botorch.exceptions.errors import ModelFittingError
 from botorch.models import SingleTaskGP
 from botorch.models.kernels.categorical import CategoricalKernel
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from botorch.optim.closures import NdarrayOptimizationClosure, get_loss_closure_with_grads
+from botorch.optim.utils import get_parameters_and_bounds
+from botorch.optim.utils.numpy_utils import get_bounds_as_ndarray
 from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import Kernel
 from gpytorch.mlls import ExactMarginalLogLikelihood
+from linear_operator.utils.errors import NanError, NotPSDError
+
+logger = logging.getLogger(__name__)
+
+#: L-BFGS-B iterations per fit (BoTorch's default budget is far larger; warm-started fits
+#: converge in a few dozen).
+MAX_FIT_ITERATIONS = 200
 
 #: Hyperparameter name to its flattened raw values; JSON-friendly.
 Hyperparameters = dict[str, list[float]]
@@ -41,14 +62,58 @@ def fit_gp(
 
     Raises BoTorch/GPyTorch errors (``ModelFittingError``, ``NotPSDError``, ...) on failure.
     """
+    model = _model(train_x, train_y, categorical_dims, initial)
+    if optimize or initial is None:
+        try:
+            _maximize_marginal_likelihood(model)
+        except (ModelFittingError, NotPSDError, NanError) as error:
+            if initial is None:
+                raise
+            logger.debug("warm-started GP fit failed (%s); refitting from defaults", error)
+            model = _model(train_x, train_y, categorical_dims, None)
+            _maximize_marginal_likelihood(model)
+    model.eval()
+    return model, hyperparameters_of(model)
+
+
+def _model(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    categorical_dims: Sequence[int],
+    initial: Mapping[str, list[float]] | None,
+) -> SingleTaskGP:
     covariance = _kernel(train_x.shape[-1], categorical_dims)
     model = SingleTaskGP(train_x, train_y, covar_module=covariance, outcome_transform=None)
     if initial is not None:
         _load_hyperparameters(model, initial)
-    if optimize or initial is None:
-        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-    model.eval()
-    return model, hyperparameters_of(model)
+    return model
+
+
+def _maximize_marginal_likelihood(model: SingleTaskGP) -> None:
+    """Set ``model``'s hyperparameters to a maximum of the (prior-penalised) marginal
+    likelihood found by L-BFGS-B from their current values. Raises ``ModelFittingError``
+    when the optimum is not finite."""
+    mll = ExactMarginalLogLikelihood(model.likelihood, model)
+    mll.train()
+    parameters, bounds = get_parameters_and_bounds(mll)
+    parameters = {name: p for name, p in parameters.items() if p.requires_grad}
+    closure = NdarrayOptimizationClosure(
+        get_loss_closure_with_grads(mll, parameters=parameters), parameters
+    )
+    result = scipy.optimize.minimize(
+        closure,
+        closure.state,
+        jac=True,
+        bounds=get_bounds_as_ndarray(parameters, bounds),
+        method="L-BFGS-B",
+        options={"maxiter": MAX_FIT_ITERATIONS},
+    )
+    if not (math.isfinite(float(result.fun)) and np.isfinite(result.x).all()):
+        raise ModelFittingError(f"GP marginal likelihood fit ended at {result.fun}")
+    closure.state = np.asarray(result.x)
+    if not result.success:
+        logger.debug("GP fit stopped early: %s", result.message)
+    mll.eval()
 
 
 def _kernel(dimension: int, categorical_dims: Sequence[int]) -> Kernel:

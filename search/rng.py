@@ -2,17 +2,13 @@
 
 Every random choice a searcher makes for its ``n``-th suggestion comes from a generator
 built from the searcher's seed, a fixed stream number for the purpose and ``n``. Resuming
-from a ``state_dict`` therefore replays exactly, and nothing touches global RNGs.
+from a ``state_dict`` therefore replays exactly, and nothing touches global RNGs (torch's
+samplers get ``derived_seed`` values; a suggestion may run in a background thread).
 """
 
 from __future__ import annotations
 
-import contextlib
-import random
-from collections.abc import Iterator
-
 import numpy as np
-import torch
 
 #: Stream numbers: one per purpose, so purposes never share random numbers.
 SOBOL_STREAM = 1
@@ -31,22 +27,3 @@ def derived_seed(seed: int, stream: int, *indices: int) -> int:
     """A 31-bit integer seed determined by ``seed``, ``stream`` and ``indices``."""
     state = np.random.SeedSequence([seed, stream, *indices]).generate_state(1, dtype=np.uint32)
     return int(state[0]) & 0x7FFFFFFF
-
-
-@contextlib.contextmanager
-def isolated_global_rngs(seed: int) -> Iterator[None]:
-    """Run a block with torch's and Python's global generators seeded by ``seed`` and put
-    both back as they were afterwards.
-
-    BoTorch draws from these globals internally (optimiser restarts, spray points); this
-    makes those draws reproducible without leaving any trace on the caller's generators.
-    Not thread-safe: do not draw from torch's global generator in another thread meanwhile.
-    """
-    python_state = random.getstate()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        random.seed(seed)
-        try:
-            yield
-        finally:
-            random.setstate(python_state)

@@ -13,9 +13,11 @@ stored as ``None``. How failures influence later suggestions is up to each strat
 from __future__ import annotations
 
 import abc
+import dataclasses
 import logging
 import math
 import numbers
+import time
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -29,6 +31,7 @@ from search.errors import (
     TrialStateError,
 )
 from search.space import Config, SearchSpace
+from search.telemetry import SearchTelemetry
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,8 @@ class Searcher(abc.ABC):
         self._observations: dict[str, tuple[Mapping[str, Any], float | None]] = {}
         self._num_suggested = 0
         self._fallback_count = 0
+        self._nan_picks = 0
+        self._telemetry = SearchTelemetry()
 
     # ----------------------------------------------------------------- public API
     @property
@@ -81,6 +86,11 @@ class Searcher(abc.ABC):
     def fallback_count(self) -> int:
         """How many suggestions fell back to random because modelling failed."""
         return self._fallback_count
+
+    def telemetry(self) -> SearchTelemetry:
+        """The latest snapshot of this searcher's counters and timings. Safe to call from
+        any thread, also while ``suggest`` runs in another one (it never blocks)."""
+        return self._telemetry
 
     @property
     def pending(self) -> Mapping[str, Mapping[str, Any]]:
@@ -104,12 +114,17 @@ class Searcher(abc.ABC):
             raise TrialStateError(f"trial_id={trial_id!r} must be a non-empty string")
         if trial_id in self._pending or trial_id in self._observations:
             raise TrialStateError(f"trial_id={trial_id!r} was already suggested")
-        config = self._propose(trial_id, self._num_suggested)
+        start = time.perf_counter()
+        try:
+            config = self._propose(trial_id, self._num_suggested)
+            if config is not None:
+                self._pending[trial_id] = MappingProxyType(dict(config))
+                self._num_suggested += 1
+        finally:
+            self._publish_telemetry(seconds=time.perf_counter() - start)
         if config is None:
             logger.info("%s search has nothing left to suggest", self.strategy.value)
             return None
-        self._pending[trial_id] = MappingProxyType(dict(config))
-        self._num_suggested += 1
         logger.debug("suggested %s for trial %s", config, trial_id)
         return dict(config)
 
@@ -140,6 +155,7 @@ class Searcher(abc.ABC):
             "seed": self._seed,
             "num_suggested": self._num_suggested,
             "fallback_count": self._fallback_count,
+            "nan_picks": self._nan_picks,
             "prior_observations": [[dict(c), v] for c, v in self._priors],
             "pending": [[trial_id, dict(c)] for trial_id, c in self._pending.items()],
             "observations": [[t, dict(c), v] for t, (c, v) in self._observations.items()],
@@ -176,6 +192,7 @@ class Searcher(abc.ABC):
             }
             num_suggested = int(state["num_suggested"])
             fallback_count = int(state["fallback_count"])
+            nan_picks = int(state.get("nan_picks", 0))  # absent in older states
             extra = state["extra"]
         except (KeyError, TypeError, ValueError) as error:
             raise StateDictError(f"state dict is malformed: {error}") from error
@@ -185,12 +202,33 @@ class Searcher(abc.ABC):
         self._observations = observations
         self._num_suggested = num_suggested
         self._fallback_count = fallback_count
+        self._nan_picks = nan_picks
+        self._publish_telemetry()
 
     # ------------------------------------------------------------ for subclasses
     @abc.abstractmethod
     def _propose(self, trial_id: str, index: int) -> Config | None:
         """The config for the ``index``-th suggestion (0-based), or None if none is left.
         Randomness must derive from ``(self.seed, index)`` only."""
+
+    def _expected_improvement_snapshot(self) -> tuple[tuple[str, float], ...]:
+        """``(trial_id, normalised EI)`` per model-based suggestion, for the telemetry."""
+        return ()
+
+    def _publish_telemetry(self, *, seconds: float | None = None) -> None:
+        """Replace the telemetry snapshot by one with the current counters, adding
+        ``seconds`` of suggestion time. Rebinding one attribute is atomic, so readers in
+        other threads see the old snapshot or the new one, never a mix."""
+        old = self._telemetry
+        self._telemetry = dataclasses.replace(
+            old,
+            suggestions=self._num_suggested,
+            fallback_count=self._fallback_count,
+            nan_picks=self._nan_picks,
+            suggest_seconds_total=old.suggest_seconds_total + (seconds or 0.0),
+            last_suggest_seconds=old.last_suggest_seconds if seconds is None else seconds,
+            expected_improvement_history=self._expected_improvement_snapshot(),
+        )
 
     def _extra_state(self) -> dict[str, Any]:
         """Strategy-specific JSON state saved under ``"extra"``."""

@@ -204,9 +204,7 @@ def test_warm_start_uses_prior_observations_and_drops_outsiders(
 
 
 def test_suggesting_leaves_global_random_state_and_threads_untouched() -> None:
-    searcher = BayesianSearcher(
-        space=quadratic_space(), initial_design_size=2, num_threads=1, **FAST
-    )
+    searcher = BayesianSearcher(space=quadratic_space(), initial_design_size=2, **FAST)
     threads = torch.get_num_threads()
     torch.manual_seed(123)
     expected = torch.rand(3)
