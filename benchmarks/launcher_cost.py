@@ -2,7 +2,7 @@
 
 Starts `benchmarks/sleep_trainer.py --sleep 0` N times each way, as `run_trial_process` would
 (new session, pipes, closed fds): bare, behind setpriv and the shell check, and behind the
-Python fallback launcher (`orchestrator/parent_death.py`). Reports the mean per start.
+Python fallback launcher (`orchestrator/trial/parent_death.py`). Reports the mean per start.
 
     .venv/bin/python benchmarks/launcher_cost.py
     .venv/bin/python benchmarks/launcher_cost.py --starts 100
@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orchestrator.parent_death import guard_with_parent_death  # noqa: E402
+from orchestrator.trial.parent_death import guard_with_parent_death  # noqa: E402
 
 TRAINER = [sys.executable, str(REPO / "benchmarks" / "sleep_trainer.py"), "--sleep", "0"]
 

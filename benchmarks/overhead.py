@@ -148,9 +148,9 @@ def _trainer_argv(trainer: Path, sleep_s: float) -> list[str]:
 def _run_openamt(
     *, strategy: str, trials: int, parallel: int, sleep_s: float, workdir: Path, trainer: Path
 ) -> dict:
-    from orchestrator.ledger import read_events
+    from orchestrator.store.ledger import read_events
     from orchestrator.spec import JobSpec
-    from orchestrator.tune_runner import RunOptions, run_job
+    from orchestrator.tune.runner import RunOptions, run_job
 
     spec = JobSpec.from_mapping(
         _job(strategy, trials, parallel, sleep_s, workdir, trainer), base_dir=workdir

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.errors import OpenAMTError, SpecError
-from orchestrator.exporter import DEFAULT_METRICS_PORT
+from orchestrator.monitor.exporter import DEFAULT_METRICS_PORT
 
 EXAMPLES = {
     "tune": "openamt tune deploy/jobs/quickstart-digits.yaml\n"
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[red]error:[/] {error}", highlight=False)
         return EXIT_BAD_INPUT
     except OpenAMTError as error:
-        from orchestrator.tune_runner import JobInterrupted
+        from orchestrator.tune.runner import JobInterrupted
 
         err_console.print(f"[red]error:[/] {error}", highlight=False)
         return EXIT_INTERRUPTED if isinstance(error, JobInterrupted) else EXIT_ERROR
@@ -147,7 +147,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _tune(args: argparse.Namespace) -> int:
     from orchestrator.spec import load_job_spec
-    from orchestrator.tune_runner import RunOptions, run_job
+    from orchestrator.tune.runner import RunOptions, run_job
 
     spec = load_job_spec(args.job)
     for warning in spec.warnings:
@@ -198,7 +198,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from orchestrator.results import load_job
+    from orchestrator.store.view import load_job
 
     view = load_job(args.job_dir)
     counts = Counter(t.state.value for t in view.trials.values())
@@ -231,7 +231,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _best(args: argparse.Namespace) -> int:
-    from orchestrator.results import load_job
+    from orchestrator.store.view import load_job
 
     view = load_job(args.job_dir)
     best = view.best
@@ -256,7 +256,7 @@ def _best(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from orchestrator.results import load_job, write_csv
+    from orchestrator.store.view import load_job, write_csv
 
     view = load_job(args.job_dir)
     if args.output is None:
@@ -269,7 +269,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from orchestrator.report import write_report
+    from orchestrator.report.page import write_report
 
     path = write_report(args.job_dir)
     console.print(f"report written: {path}")

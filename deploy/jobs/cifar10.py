@@ -22,7 +22,7 @@ import argparse
 from pathlib import Path
 
 from orchestrator import HyperparameterTuner, ScriptTrainer
-from orchestrator.tune_runner import RunOptions
+from orchestrator.tune.runner import RunOptions
 from search import ContinuousParameter
 
 #: The reference's sizing per strategy: (trials, in parallel, base job name).

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from orchestrator import HyperparameterTuner, ScriptTrainer
-from orchestrator.tune_runner import RunOptions
+from orchestrator.tune.runner import RunOptions
 from search import ContinuousParameter
 
 #: Where the cluster's file_mounts put the repository, on every node.

@@ -14,12 +14,12 @@ import psutil
 import pytest
 import yaml
 
-from orchestrator.api import FunctionTrainer, HyperparameterTuner, ScriptTrainer
-from orchestrator.function_trial import FunctionLaunch, make_function_trainable
-from orchestrator.ledger import Event, TrialState, read_events
-from orchestrator.results import load_job
-from orchestrator.trainable import EPOCH_KEY, FINAL_KEY
-from orchestrator.tune_runner import RunOptions
+from orchestrator.api.tuner import FunctionTrainer, HyperparameterTuner, ScriptTrainer
+from orchestrator.trial.function import FunctionLaunch, make_function_trainable
+from orchestrator.store.ledger import Event, TrialState, read_events
+from orchestrator.store.view import load_job
+from orchestrator.tune.trainables import EPOCH_KEY, FINAL_KEY
+from orchestrator.tune.runner import RunOptions
 from search import ContinuousParameter
 from tests.fixtures.standin_trainer import final_accuracy
 from tests.helpers import REPO, STANDIN
@@ -118,7 +118,7 @@ def test_analytics_dataframe_matches_the_ledger(project):
 
 ATTACH_AND_WAIT = """
 import sys
-from orchestrator.api import HyperparameterTuner
+from orchestrator.api.tuner import HyperparameterTuner
 tuner = HyperparameterTuner.attach(sys.argv[1])
 description = tuner.wait(timeout=240)
 print(description["HyperParameterTuningJobStatus"], tuner.best_training_job())

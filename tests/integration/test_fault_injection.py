@@ -32,9 +32,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator.exporter import MetricsPortError
-from orchestrator.ledger import Event, TrialState, read_events, summarize_trials
-from orchestrator.tune_runner import RunOptions, run_job
+from orchestrator.monitor.exporter import MetricsPortError
+from orchestrator.store.ledger import Event, TrialState, read_events, summarize_trials
+from orchestrator.tune.runner import RunOptions, run_job
 from tests.fixtures.standin_trainer import final_accuracy
 from tests.helpers import OBJECTIVE, REPO, STANDIN, standin_job, standin_spec
 
@@ -458,7 +458,7 @@ def test_a_ledger_torn_mid_line_resumes_from_the_last_complete_record(tmp_path, 
     state["pending"].append(row[:2])
     (spec.job_dir / "searcher_state.json").write_text(json.dumps(state))
 
-    with caplog.at_level("WARNING", logger="orchestrator.ledger"):
+    with caplog.at_level("WARNING", logger="orchestrator.store.ledger"):
         resumed = run_job(spec, QUIET)
 
     assert "torn line" in caplog.text

@@ -8,8 +8,8 @@ import logging
 import pytest
 
 from orchestrator.errors import SpecError
-from orchestrator.ledger import Event, TrialState, read_events
-from orchestrator.tune_runner import RunOptions, run_job
+from orchestrator.store.ledger import Event, TrialState, read_events
+from orchestrator.tune.runner import RunOptions, run_job
 from tests.helpers import standin_spec
 
 pytestmark = pytest.mark.usefixtures("local_ray")

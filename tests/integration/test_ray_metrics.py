@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from orchestrator.ray_metrics import metrics_targets, publish_service_discovery
+from orchestrator.tune.ray_metrics import metrics_targets, publish_service_discovery
 
 pytestmark = pytest.mark.usefixtures("local_ray")
 

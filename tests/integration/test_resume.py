@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.ledger import Event, TrialState, read_events, summarize_trials
+from orchestrator.store.ledger import Event, TrialState, read_events, summarize_trials
 from tests.helpers import standin_job
 
 OPENAMT = [sys.executable, "-m", "orchestrator.cli"]

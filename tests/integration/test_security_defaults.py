@@ -23,8 +23,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator.ledger import TrialState
-from orchestrator.tune_runner import RunOptions, run_job
+from orchestrator.store.ledger import TrialState
+from orchestrator.tune.runner import RunOptions, run_job
 from tests.helpers import REPO, standin_job, standin_spec
 
 pytestmark = pytest.mark.usefixtures("local_ray")
@@ -153,7 +153,7 @@ def test_a_public_metrics_host_is_refused_without_the_flag_and_warned_about_with
     options = RunOptions(
         show_progress=False, metrics_port=0, metrics_host="0.0.0.0", allow_public_metrics=True
     )
-    with caplog.at_level("WARNING", logger="orchestrator.exporter"):
+    with caplog.at_level("WARNING", logger="orchestrator.monitor.exporter"):
         result = run_job(standin_spec(tmp_path, max_jobs=1), options)
     assert result.reason == "MaxNumberOfTrainingJobsReached"
     assert re.search(

@@ -9,9 +9,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from orchestrator.ledger import Event, TrialState, read_events
-from orchestrator.results import load_job
-from orchestrator.tune_runner import RunOptions, run_job
+from orchestrator.store.ledger import Event, TrialState, read_events
+from orchestrator.store.view import load_job
+from orchestrator.tune.runner import RunOptions, run_job
 from tests.fixtures.standin_trainer import final_accuracy
 from tests.helpers import OBJECTIVE, standin_spec
 
@@ -136,7 +136,7 @@ def test_retry_happens_for_a_killed_trial_and_not_for_a_crash(tmp_path):
 
 
 def test_export_csv_has_a_row_per_trial(tmp_path):
-    from orchestrator.results import write_csv
+    from orchestrator.store.view import write_csv
 
     spec, _ = _run(tmp_path, max_jobs=3)
     out = tmp_path / "trials.csv"

@@ -24,7 +24,7 @@ import psutil
 import pytest
 import yaml
 
-from orchestrator.ledger import Event, TrialState, read_events, summarize_trials
+from orchestrator.store.ledger import Event, TrialState, read_events, summarize_trials
 from tests.system.cluster_fixtures import (  # noqa: F401 - cluster_tmp_fixture is a fixture
     FAST_NODE_DEATH_ENV,
     REPO,

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from orchestrator.exporter import TuningMetrics, start_metrics_server
-from orchestrator.ledger import TrialState, best_trial, read_events, summarize_trials
+from orchestrator.monitor.exporter import TuningMetrics, start_metrics_server
+from orchestrator.store.ledger import TrialState, best_trial, read_events, summarize_trials
 
 pytestmark = pytest.mark.system
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from matplotlib.image import imread
 
-from orchestrator.ledger import Event, Ledger, TrialState
-from orchestrator.plots import STATE_COLOURS
-from orchestrator.report import write_report
+from orchestrator.store.ledger import Event, Ledger, TrialState
+from orchestrator.report.plots import STATE_COLOURS
+from orchestrator.report.page import write_report
 
 pytestmark = pytest.mark.system
 

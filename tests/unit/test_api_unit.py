@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import function_trial
-from orchestrator.analytics import DATAFRAME_COLUMNS, HyperparameterTuningJobAnalytics
-from orchestrator.api import (
+from orchestrator.trial import function as function_trial
+from orchestrator.store.analytics import DATAFRAME_COLUMNS, HyperparameterTuningJobAnalytics
+from orchestrator.api.tuner import (
     FunctionTrainer,
     HyperparameterTuner,
     ScriptTrainer,
@@ -29,7 +29,7 @@ from orchestrator.api import (
     _timestamped,
 )
 from orchestrator.errors import SpecError
-from orchestrator.ledger import Event, Ledger
+from orchestrator.store.ledger import Event, Ledger
 from orchestrator.spec import EarlyStoppingType, ObjectiveType, Strategy
 from search import ContinuousParameter, IntegerParameter
 from search import ObjectiveType as SearchObjectiveType
@@ -417,7 +417,7 @@ def test_a_live_driver_means_in_progress_and_wait_times_out(tmp_path):
 STANDIN_DRIVER = """
 import os, sys, time
 from pathlib import Path
-from orchestrator.ledger import Event, Ledger
+from orchestrator.store.ledger import Event, Ledger
 job_dir = Path(sys.argv[1])
 time.sleep(1.0)  # importing, starting Ray: a SIGINT now would not stop the job cleanly
 (job_dir / ".lock").write_text(f"{os.getpid()}\\n")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.job_dir import JobDir
-from orchestrator.ledger import Event, Ledger
+from orchestrator.store.job_dir import JobDir
+from orchestrator.store.ledger import Event, Ledger
 from tests.helpers import REPO, standin_job
 
 OPENAMT = [sys.executable, "-m", "orchestrator.cli"]

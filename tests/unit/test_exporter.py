@@ -14,7 +14,7 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from orchestrator.errors import OpenAMTError
-from orchestrator.exporter import (
+from orchestrator.monitor.exporter import (
     DEFAULT_METRICS_PORT,
     ExporterError,
     MetricsPortError,
@@ -22,7 +22,7 @@ from orchestrator.exporter import (
     is_loopback,
     start_metrics_server,
 )
-from orchestrator.ledger import Event, Ledger, TrialState, best_trial, summarize_trials
+from orchestrator.store.ledger import Event, Ledger, TrialState, best_trial, summarize_trials
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "openamt.json"
@@ -379,7 +379,7 @@ def test_public_host_needs_opt_in_and_warns(
     make_metrics(registry)
     with pytest.raises(ExporterError, match=r"--metrics-host: '0.0.0.0' is not a loopback"):
         start_metrics_server(registry=registry, host="0.0.0.0", port=0)
-    with caplog.at_level(logging.WARNING, logger="orchestrator.exporter"):
+    with caplog.at_level(logging.WARNING, logger="orchestrator.monitor.exporter"):
         server = start_metrics_server(registry=registry, host="0.0.0.0", port=0, allow_public=True)
     try:
         assert "reachable beyond this machine" in caplog.text

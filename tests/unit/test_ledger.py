@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from orchestrator.ledger import (
+from orchestrator.store.ledger import (
     Event,
     Ledger,
     LedgerCorruptError,

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.errors import OpenAMTError
-from orchestrator.metrics_parser import MetricDefinition, MetricDefinitionError, MetricParser
+from orchestrator.trial.metrics import MetricDefinition, MetricDefinitionError, MetricParser
 
 ACCURACY = MetricDefinition.from_mapping(
     {"Name": "Validation-accuracy", "Regex": r"validation: accuracy=([0-9\.]+)"}

@@ -14,14 +14,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from orchestrator.parent_death import _working_setpriv, guard_with_parent_death
+from orchestrator.trial.parent_death import _working_setpriv, guard_with_parent_death
 
 LAUNCHERS = ["setpriv", "python"]
 
 # Starts a guarded trainer that records its pid and sleeps, prints the pid, then waits forever.
 STARTER = """
 import json, subprocess, sys, time
-from orchestrator.parent_death import guard_with_parent_death
+from orchestrator.trial.parent_death import guard_with_parent_death
 marker, launcher = sys.argv[1], sys.argv[2]
 trainer = [sys.executable, "-c", "import os, pathlib, sys, time; "
            "pathlib.Path(sys.argv[1]).write_text(str(os.getpid())); time.sleep(120)", marker]

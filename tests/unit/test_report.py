@@ -13,10 +13,10 @@ import pytest
 import yaml
 from matplotlib.image import imread
 
-from orchestrator import plots
+from orchestrator.report import plots
 from orchestrator.errors import OpenAMTError
-from orchestrator.ledger import Event, Ledger, TrialState, summarize_trials
-from orchestrator.report import REPORT_FILE, ReportError, load_snapshot, write_report
+from orchestrator.store.ledger import Event, Ledger, TrialState, summarize_trials
+from orchestrator.report.page import REPORT_FILE, ReportError, load_snapshot, write_report
 from search import SearchSpace
 
 RANGES = {

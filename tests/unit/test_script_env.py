@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from orchestrator.errors import OpenAMTError
-from orchestrator.script_env import TrainingEnvError, build_argv, build_training_env
+from orchestrator.trial.script_env import TrainingEnvError, build_argv, build_training_env
 
 
 def make_env(tmp_path: Path, **overrides: Any) -> dict[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from models import sklearn_digits
-from orchestrator.trial_process import (
+from orchestrator.trial.process import (
     MetricDefinition,
     TrialStatus,
     build_argv,

@@ -10,10 +10,10 @@ import time
 import pytest
 from ray import cloudpickle
 
-from orchestrator.job_dir import JobDir
-from orchestrator.ledger import Ledger, TrialState
-from orchestrator.suggest_ahead import SuggestAhead
-from orchestrator.trial_planner import TrialEnd, TrialPlanner, next_trial_name
+from orchestrator.store.job_dir import JobDir
+from orchestrator.store.ledger import Ledger, TrialState
+from orchestrator.control.suggest_ahead import SuggestAhead
+from orchestrator.control.planner import TrialEnd, TrialPlanner, next_trial_name
 from search import BayesianSearcher, SearchSpace, make_searcher
 from search.gp_model import fit_gp
 

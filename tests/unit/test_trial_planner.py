@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.job_dir import JobDir
-from orchestrator.ledger import Event, Ledger, TrialState, summarize_trials
-from orchestrator.trial_planner import INTERRUPTED_REASON, TrialEnd, TrialPlanner
+from orchestrator.store.job_dir import JobDir
+from orchestrator.store.ledger import Event, Ledger, TrialState, summarize_trials
+from orchestrator.control.planner import INTERRUPTED_REASON, TrialEnd, TrialPlanner
 from search import SearchSpace, make_searcher
 
 SPACE = {

@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from orchestrator.errors import OpenAMTError, TrialError
-from orchestrator.trial_process import (
+from orchestrator.trial.process import (
     MetricDefinition,
     TrialOutcome,
     TrialSetupError,
@@ -464,7 +464,7 @@ def test_an_exception_in_on_metric_still_cleans_up(trial: Trial) -> None:
 WORKER = """
 import sys
 from pathlib import Path
-from orchestrator.trial_process import MetricDefinition, run_trial_process
+from orchestrator.trial.process import MetricDefinition, run_trial_process
 
 run_trial_process(
     argv=[sys.executable, sys.argv[1], "--hang", "1"],

@@ -1,7 +1,7 @@
 """The Ray Tune function trainable that runs one script-mode trial attempt.
 
 It runs on whatever node Ray placed the trial, starts the trainer as a subprocess
-(`orchestrator.trial_process`), and reports to Tune once per objective value the trainer prints,
+(`orchestrator.trial.process`), and reports to Tune once per objective value the trainer prints,
 so schedulers and dashboards see progress. Its last report carries `openamt_final` with the
 outcome; a trial that ends without it was stopped by Tune (early stopping or a completion rule).
 """
@@ -20,7 +20,7 @@ import ray
 from ray import tune
 from ray.tune.result import DONE
 
-from orchestrator.trial_process import (
+from orchestrator.trial.process import (
     MetricDefinition,
     build_argv,
     build_training_env,

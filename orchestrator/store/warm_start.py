@@ -15,8 +15,8 @@ import logging
 from typing import Any
 
 from orchestrator.errors import SpecError, SpecProblem
-from orchestrator.ledger import TrialState
-from orchestrator.results import load_job
+from orchestrator.store.ledger import TrialState
+from orchestrator.store.view import load_job
 from orchestrator.spec import JobSpec
 
 log = logging.getLogger(__name__)

@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from orchestrator import plots
+from orchestrator.report import plots
 from orchestrator.errors import OpenAMTError
-from orchestrator.job_dir import JobDir, write_atomic
-from orchestrator.ledger import (
+from orchestrator.store.job_dir import JobDir, write_atomic
+from orchestrator.store.ledger import (
     LEDGER_FILE,
     Event,
     TrialRecord,

@@ -9,12 +9,12 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from orchestrator.ledger import TrialRecord, TrialState, best_trial
+from orchestrator.store.ledger import TrialRecord, TrialState, best_trial
 from orchestrator.spec import JobSpec
 
 
 class ProgressDisplay:
-    """A listener (see `orchestrator.ray_adapter.Listener`) drawing a progress bar on stderr."""
+    """A listener (see `orchestrator.tune.adapter.Listener`) drawing a progress bar on stderr."""
 
     def __init__(
         self, *, spec: JobSpec, trials: Mapping[str, TrialRecord], console: Console | None = None

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import start_http_server
 
 from orchestrator.errors import OpenAMTError
-from orchestrator.ledger import TrialRecord, TrialState
+from orchestrator.store.ledger import TrialRecord, TrialState
 from search import ObjectiveType, SearchSpaceError
 from search.enums import parse_enum
 

@@ -41,7 +41,7 @@ from pydantic import (
 )
 
 from orchestrator.errors import SpecError, SpecProblem
-from orchestrator.spec_errors import RuleViolation, problems_from_validation_error, suggest
+from orchestrator.spec.problems import RuleViolation, problems_from_validation_error, suggest
 from search import ObjectiveType, Parameter, SearchSpace, SearchSpaceError, Strategy
 
 NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}")

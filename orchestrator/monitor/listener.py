@@ -7,10 +7,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from orchestrator.exporter import TuningMetrics, start_metrics_server
-from orchestrator.ledger import TrialRecord
+from orchestrator.monitor.exporter import TuningMetrics, start_metrics_server
+from orchestrator.store.ledger import TrialRecord
 from orchestrator.spec import JobSpec
-from orchestrator.trial_planner import TrialPlanner
+from orchestrator.control.planner import TrialPlanner
 
 
 def start_job_metrics(

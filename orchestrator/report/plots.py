@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from orchestrator.ledger import TrialRecord, TrialState
+from orchestrator.store.ledger import TrialRecord, TrialState
 from search import CategoricalParameter, IntegerParameter, ScalingType, SearchSpace
 
 STATE_COLOURS = {

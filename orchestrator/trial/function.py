@@ -11,7 +11,7 @@ The function runs inside the Ray worker process, so Ray ships it (and whatever i
 with cloudpickle: a function defined in a notebook works. For the same reason it can only run
 from the process that holds the function (`HyperparameterTuner.fit(wait=True)`), never from a
 job file. In the job spec a function trainer is recorded as
-`[python, -m, orchestrator.function_trial, <module>:<qualified name>]`; running that command
+`[python, -m, orchestrator.trial.function, <module>:<qualified name>]`; running that command
 only explains this and exits (`EXIT_NOT_RUNNABLE`), so a job file can never silently run
 something else.
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-FUNCTION_TRIAL_MODULE = "orchestrator.function_trial"
+FUNCTION_TRIAL_MODULE = "orchestrator.trial.function"
 EXIT_NOT_RUNNABLE = 2
 
 
@@ -100,7 +100,7 @@ def run_function_trial(
     """Tune entry point: run one attempt of `config["trial_id"]` and report its outcome."""
     from ray import tune
 
-    from orchestrator.trainable import EPOCH_KEY, FINAL_KEY
+    from orchestrator.tune.trainables import EPOCH_KEY, FINAL_KEY
 
     trial_id: str = config["trial_id"]
     hyperparameters: dict[str, Any] = dict(config["hyperparameters"])

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import IO
 
 from orchestrator.errors import TrialError
-from orchestrator.metrics_parser import MetricDefinition, MetricParser
-from orchestrator.parent_death import guard_with_parent_death
-from orchestrator.script_env import build_argv, build_training_env
+from orchestrator.trial.metrics import MetricDefinition, MetricParser
+from orchestrator.trial.parent_death import guard_with_parent_death
+from orchestrator.trial.script_env import build_argv, build_training_env
 
 __all__ = [
     "MetricDefinition",

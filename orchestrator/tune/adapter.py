@@ -17,10 +17,10 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
-from orchestrator.job_control import JobControl
-from orchestrator.ledger import TrialState
-from orchestrator.trainable import EPOCH_KEY, FINAL_KEY, NODE_KEY
-from orchestrator.trial_planner import TrialAssignment, TrialEnd, TrialPlanner
+from orchestrator.control.job_control import JobControl
+from orchestrator.store.ledger import TrialState
+from orchestrator.tune.trainables import EPOCH_KEY, FINAL_KEY, NODE_KEY
+from orchestrator.control.planner import TrialAssignment, TrialEnd, TrialPlanner
 
 log = logging.getLogger(__name__)
 

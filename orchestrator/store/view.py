@@ -15,8 +15,8 @@ from typing import IO, Any
 import yaml
 
 from orchestrator.errors import OpenAMTError
-from orchestrator.job_dir import JobDir
-from orchestrator.ledger import Event, TrialRecord, best_trial, read_events, summarize_trials
+from orchestrator.store.job_dir import JobDir
+from orchestrator.store.ledger import Event, TrialRecord, best_trial, read_events, summarize_trials
 
 CSV_FIXED_COLUMNS = (
     "trial_id",

@@ -3,7 +3,7 @@
 Layout (`output_path/name/`)::
 
     spec.yaml              the validated job spec, written once; a rerun must match it
-    ledger.jsonl           every trial event (see `orchestrator.ledger`)
+    ledger.jsonl           every trial event (see `orchestrator.store.ledger`)
     searcher_state.json    the searcher's `state_dict`, replaced atomically after each change
     trials/<trial_id>/     log.txt, hyperparameters.json, model/, output/
     ray/                   Ray Tune's own experiment files (not needed to resume)

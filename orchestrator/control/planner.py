@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from orchestrator.job_dir import JobDir
-from orchestrator.ledger import Event, Ledger, TrialState, summarize_trials
+from orchestrator.store.job_dir import JobDir
+from orchestrator.store.ledger import Event, Ledger, TrialState, summarize_trials
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ Trainers:
   (`ScriptTrainer("models.sklearn_digits", module=True)`).
 * `FunctionTrainer(fn, ...)`: a Python function `fn(hyperparameters, report)` that calls
   `report(**{metric_name: value})` once per epoch, run inside the Ray trial
-  (`orchestrator.function_trial`). It runs only with `fit(wait=True)`, since a function cannot
+  (`orchestrator.trial.function`). It runs only with `fit(wait=True)`, since a function cannot
   be handed to a detached process; `metric_definitions` may be omitted for it.
 """
 
@@ -62,8 +62,8 @@ from typing import Any
 
 import psutil
 
-from orchestrator import function_trial
-from orchestrator.analytics import (
+from orchestrator.trial import function as function_trial
+from orchestrator.store.analytics import (
     JOB_FILE,
     HyperparameterTuningJobAnalytics,
     TuningJobStatus,
@@ -72,10 +72,10 @@ from orchestrator.analytics import (
     load_tuning_job,
 )
 from orchestrator.errors import OpenAMTError, SpecError, SpecProblem
-from orchestrator.job_dir import JobDir, write_atomic
-from orchestrator.ledger import LEDGER_FILE, Event, read_events
+from orchestrator.store.job_dir import JobDir, write_atomic
+from orchestrator.store.ledger import LEDGER_FILE, Event, read_events
 from orchestrator.spec import MAX_NAME_CHARS, JobSpec
-from orchestrator.tune_runner import RunOptions, run_job
+from orchestrator.tune.runner import RunOptions, run_job
 
 DRIVER_LOG = "driver.log"
 DRIVER_PID_FILE = "driver.pid"
@@ -196,7 +196,7 @@ class ScriptTrainer(_Trainer):
 class FunctionTrainer(_Trainer):
     """A Python function `fn(hyperparameters: dict, report) -> None` that calls
     `report(**{metric_name: value})` once per epoch; runs in the Ray trial, `fit(wait=True)`
-    only. See `orchestrator.function_trial` for how it runs and how the spec records it."""
+    only. See `orchestrator.trial.function` for how it runs and how the spec records it."""
 
     def __init__(
         self,
@@ -322,7 +322,7 @@ class HyperparameterTuner:
         """Start a tuning job (or resume the one named `job_name`).
 
         `inputs` maps channel names to data directories (a single path means the channel
-        `training`). `run_options` is an `orchestrator.tune_runner.RunOptions` (Ray address,
+        `training`). `run_options` is an `orchestrator.tune.runner.RunOptions` (Ray address,
         Prometheus port, progress display); with `wait=False` it becomes the driver's flags.
         """
         options = run_options if run_options is not None else RunOptions()

@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from orchestrator.job_dir import write_atomic
+from orchestrator.store.job_dir import write_atomic
 
 log = logging.getLogger(__name__)
 

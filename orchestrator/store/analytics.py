@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from orchestrator.errors import OpenAMTError
-from orchestrator.job_dir import JobDir
-from orchestrator.ledger import Event, TrialRecord, TrialState
-from orchestrator.results import JobView, load_job
+from orchestrator.store.job_dir import JobDir
+from orchestrator.store.ledger import Event, TrialRecord, TrialState
+from orchestrator.store.view import JobView, load_job
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -20,19 +20,19 @@ from typing import Any
 
 import yaml
 
-from orchestrator.completion import CompletionRules, active_seconds
-from orchestrator.early_stopping import MedianStoppingRule
+from orchestrator.control.completion import CompletionRules, active_seconds
+from orchestrator.control.early_stopping import MedianStoppingRule
 from orchestrator.errors import OpenAMTError, ResumeError
-from orchestrator.exporter import DEFAULT_METRICS_PORT
-from orchestrator.job_control import JobControl
-from orchestrator.job_dir import JobDir
-from orchestrator.ledger import Event, Ledger, TrialRecord, best_trial, summarize_trials
-from orchestrator.ray_metrics import publish_service_discovery
+from orchestrator.monitor.exporter import DEFAULT_METRICS_PORT
+from orchestrator.control.job_control import JobControl
+from orchestrator.store.job_dir import JobDir
+from orchestrator.store.ledger import Event, Ledger, TrialRecord, best_trial, summarize_trials
+from orchestrator.tune.ray_metrics import publish_service_discovery
 from orchestrator.spec import JobSpec, check_resources
-from orchestrator.suggest_ahead import SuggestAhead
-from orchestrator.trainable import EPOCH_KEY
-from orchestrator.trial_planner import TrialPlanner, next_trial_name
-from orchestrator.warm_start import parent_observations
+from orchestrator.control.suggest_ahead import SuggestAhead
+from orchestrator.tune.trainables import EPOCH_KEY
+from orchestrator.control.planner import TrialPlanner, next_trial_name
+from orchestrator.store.warm_start import parent_observations
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def run_job(
 
     `trainable` replaces the script-mode trial (the Python API's function trainers): it gets
     the planner's config (`trial_id`, `attempt`, `hyperparameters`) and must report like
-    `orchestrator.trainable.run_script_trial`.
+    `orchestrator.tune.trainables.run_script_trial`.
     """
     job_dir = JobDir(path=spec.job_dir)
     job_dir.create()
@@ -176,7 +176,7 @@ def _make_control(spec: JobSpec, ledger: Ledger, planner: TrialPlanner) -> JobCo
 
 def _write_or_check_spec(job_dir: JobDir, spec: JobSpec) -> None:
     """First run: record the spec. Later runs: refuse a different job in the same directory."""
-    from orchestrator.job_dir import write_atomic
+    from orchestrator.store.job_dir import write_atomic
 
     current = spec.to_mapping()
     if job_dir.spec_path.exists():
@@ -198,13 +198,13 @@ def _write_or_check_spec(job_dir: JobDir, spec: JobSpec) -> None:
 def _make_listeners(
     spec: JobSpec, ledger: Ledger, planner: TrialPlanner, options: RunOptions
 ) -> tuple[list[Callable[[str, str, dict[str, Any]], None]], Callable[[], None]]:
-    from orchestrator.progress import ProgressDisplay
+    from orchestrator.monitor.progress import ProgressDisplay
 
     listeners: list[Callable[[str, str, dict[str, Any]], None]] = []
     closers: list[Callable[[], None]] = []
     trials = summarize_trials(ledger.events())
     if options.metrics_port is not None:
-        from orchestrator.metrics_listener import start_job_metrics
+        from orchestrator.monitor.listener import start_job_metrics
 
         listener, close = start_job_metrics(
             spec=spec,
@@ -318,8 +318,8 @@ def _run_tune(
 ) -> None:
     from ray import tune
 
-    from orchestrator.ray_adapter import JobStopper, PlannerCallback, PlannerSearcher
-    from orchestrator.trainable import TrialLaunch, run_script_trial
+    from orchestrator.tune.adapter import JobStopper, PlannerCallback, PlannerSearcher
+    from orchestrator.tune.trainables import TrialLaunch, run_script_trial
 
     resources = spec.resources_per_trial
     launch = TrialLaunch(

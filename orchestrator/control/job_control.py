@@ -1,6 +1,6 @@
 """Early stopping and completion criteria for a running job, without Ray.
 
-`JobControl` is a listener (see `orchestrator.ray_adapter`) that also answers the two questions
+`JobControl` is a listener (see `orchestrator.tune.adapter`) that also answers the two questions
 Ray Tune's stopper asks: should this trial stop after this result, and should everything stop.
 """
 
@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from orchestrator.completion import CompletionRules
-from orchestrator.early_stopping import MedianStoppingRule
-from orchestrator.ledger import TrialRecord, TrialState
-from orchestrator.trial_planner import TrialEnd, TrialPlanner
+from orchestrator.control.completion import CompletionRules
+from orchestrator.control.early_stopping import MedianStoppingRule
+from orchestrator.store.ledger import TrialRecord, TrialState
+from orchestrator.control.planner import TrialEnd, TrialPlanner
 
 log = logging.getLogger(__name__)
 
