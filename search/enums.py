@@ -54,11 +54,20 @@ def parse_enum(
 ) -> E:
     """Return the member of ``enum_type`` named by ``value`` (a member, or its SageMaker
     name in any letter case); raise ``error_type`` naming ``field`` otherwise."""
+    member = find_member(enum_type, value)
+    if member is not None:
+        return member
+    allowed = ", ".join(member.value for member in enum_type)
+    raise error_type(f"{field}={value!r} is not one of: {allowed} (case-insensitive)")
+
+
+def find_member(enum_type: type[E], value: object) -> E | None:
+    """The member of ``enum_type`` that ``value`` names (a member, or its value in any letter
+    case, surrounding spaces ignored), or None: the one case-insensitive lookup."""
     if isinstance(value, enum_type):
         return value
     if isinstance(value, str):
         for member in enum_type:
             if member.value.lower() == value.strip().lower():
                 return member
-    allowed = ", ".join(member.value for member in enum_type)
-    raise error_type(f"{field}={value!r} is not one of: {allowed} (case-insensitive)")
+    return None
