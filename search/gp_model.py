@@ -8,12 +8,13 @@ Hamming-distance ``CategoricalKernel`` (one lengthscale per categorical), so cat
 are never treated as ordered numbers. (BoTorch's ``MixedSingleTaskGP`` sum-plus-product
 kernel took 5-20x more optimiser steps to fit for no gain on our benchmarks.)
 
-The marginal likelihood is maximised with SciPy's L-BFGS-B called directly, not through
-``fit_gpytorch_mll``: that wrapper changes process-wide state (warning filters, BLAS
-thread limits) and, on a failed attempt, re-initialises from priors with torch's global
-generator, none of which may happen while another thread works. Failure is decided from
-the result instead: a non-finite optimum raises ``ModelFittingError``; a warm-started fit
-that fails is retried once from the default hyperparameters.
+The marginal likelihood is maximised with SciPy's TNC called directly on a plain
+torch version of the loss (``gp_likelihood``), not through ``fit_gpytorch_mll``: that
+wrapper changes process-wide state (warning filters, BLAS thread limits) and, on a failed
+attempt, re-initialises from priors with torch's global generator, none of which may
+happen while another thread works; and GPyTorch's own loss costs several times more.
+Failure is decided from the result instead: a non-finite optimum raises
+``ModelFittingError``; a warm-started fit that fails is retried once from the defaults.
 """
 
 from __future__ import annotations
@@ -29,19 +30,18 @@ from botorch.exceptions.errors import ModelFittingError
 from botorch.models import SingleTaskGP
 from botorch.models.kernels.categorical import CategoricalKernel
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
-from botorch.optim.closures import NdarrayOptimizationClosure, get_loss_closure_with_grads
 from botorch.optim.utils import get_parameters_and_bounds
 from botorch.optim.utils.numpy_utils import get_bounds_as_ndarray
 from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import Kernel
-from gpytorch.mlls import ExactMarginalLogLikelihood
 from linear_operator.utils.errors import NanError, NotPSDError
+
+from search.gp_likelihood import MarginalLikelihoodLoss
 
 logger = logging.getLogger(__name__)
 
-#: L-BFGS-B iterations per fit (BoTorch's default budget is far larger; warm-started fits
-#: converge in a few dozen).
-MAX_FIT_ITERATIONS = 200
+#: Loss evaluations per fit (warm-started fits converge in a few dozen).
+MAX_FIT_EVALUATIONS = 200
 
 #: Hyperparameter name to its flattened raw values; JSON-friendly.
 Hyperparameters = dict[str, list[float]]
@@ -91,29 +91,29 @@ def _model(
 
 def _maximize_marginal_likelihood(model: SingleTaskGP) -> None:
     """Set ``model``'s hyperparameters to a maximum of the (prior-penalised) marginal
-    likelihood found by L-BFGS-B from their current values. Raises ``ModelFittingError``
-    when the optimum is not finite."""
-    mll = ExactMarginalLogLikelihood(model.likelihood, model)
-    mll.train()
-    parameters, bounds = get_parameters_and_bounds(mll)
-    parameters = {name: p for name, p in parameters.items() if p.requires_grad}
-    closure = NdarrayOptimizationClosure(
-        get_loss_closure_with_grads(mll, parameters=parameters), parameters
-    )
+    likelihood, searched from their current values within BoTorch's parameter bounds.
+    Raises ``ModelFittingError`` when the optimum is not finite.
+
+    SciPy's TNC (bounded truncated Newton) rather than L-BFGS-B: the same optima here,
+    and it never calls BLAS, whereas L-BFGS-B's BLAS threads wait for busy cores (8 ms
+    an iteration instead of 0.05 on a loaded 2-core machine) and limiting them would be
+    a process-wide change."""
+    loss = MarginalLikelihoodLoss(model)
+    parameters = dict(loss.parameters)
+    _, bounds = get_parameters_and_bounds(model)  # named as loss.parameters are
     result = scipy.optimize.minimize(
-        closure,
-        closure.state,
+        loss,
+        loss.state(),
         jac=True,
         bounds=get_bounds_as_ndarray(parameters, bounds),
-        method="L-BFGS-B",
-        options={"maxiter": MAX_FIT_ITERATIONS},
+        method="TNC",
+        options={"maxfun": MAX_FIT_EVALUATIONS},
     )
     if not (math.isfinite(float(result.fun)) and np.isfinite(result.x).all()):
         raise ModelFittingError(f"GP marginal likelihood fit ended at {result.fun}")
-    closure.state = np.asarray(result.x)
+    loss.load(np.asarray(result.x))
     if not result.success:
         logger.debug("GP fit stopped early: %s", result.message)
-    mll.eval()
 
 
 def _kernel(dimension: int, categorical_dims: Sequence[int]) -> Kernel:
