@@ -2,7 +2,8 @@
 
 Same command line, hyperparameters, SageMaker environment, log line and network as
 models/mxnet_cifar10.py (Gluon's `resnet34_v2`: pre-activation ResNet-34, ImageNet stem by
-default, `--stem cifar` / `--thumbnail` for the 3x3 stem), for GPUs MXNet cannot use.
+default, `--stem cifar` / `--thumbnail` for the 3x3 stem), for GPUs MXNet cannot use. Which
+speed targets apply to which stem is in models/README.md (the CIFAR stem costs ~16x more).
 
 Why the GPU path looks the way it does: one 50-epoch trial at batch 1024 on 32x32 images is
 bound by kernel launches, not arithmetic (eager PyTorch spends ~45 s on an H100, the maths
@@ -10,10 +11,16 @@ needs a few). So
 - the data set lives on the GPU and each epoch's crops and mirrors are made there at once;
 - one training step (normalise, forward, loss, backward, SGD update, accuracy counters) reads
   fixed input buffers and is captured once as a CUDA graph, then replayed: one launch per
-  step instead of hundreds; evaluation is captured the same way;
-- bf16 autocast and channels_last keep the remaining kernels on tensor cores.
-Several trials can share a GPU (fractional `resources_per_trial.gpu`): each is its own
-process. The CPU path runs the same step function eagerly (used by the tests).
+  step instead of hundreds; evaluation is captured the same way, from the same memory pool;
+- the weights and gradients are two flat buffers, so the update, the overflow check and the
+  all-reduce are a handful of kernels;
+- autocast and channels_last keep the remaining kernels on tensor cores: bf16 from compute
+  capability 8.0, fp16 with loss scaling on Volta (the p3 nodes), fp32 below (models/
+  torch_device.py).
+Every GPU of the trial trains data-parallel with MXNet's semantics (models/torch_parallel.py);
+a trial packed onto part of a GPU caps its memory at its share. The best weights stay on the
+device and are written once, at the end or on SIGTERM. The CPU runs the same code eagerly
+(the tests), graph branch included when a capture is injected.
 
 Imports only PyTorch, NumPy and the standard library.
 """
@@ -25,10 +32,11 @@ import enum
 import json
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -37,13 +45,47 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.torch_device import (
+    Capture,
+    CudaGraphs,
+    DeviceError,
+    GpuShare,
+    Hardware,
+    LossScaler,
+    Precision,
+    apply_backends,
+    choose_precision,
+    out_of_memory_line,
+    parse_gpu_share,
+    plan_backends,
+    probe_hardware,
+)
+from models.torch_parallel import (
+    EXIT_OUT_OF_MEMORY,
+    Collective,
+    ReplicasOutcome,
+    StopRequest,
+    die_by_signal,
+    join_group,
+    leave_group,
+    run_replicas,
+)
+from models.torch_steps import (
+    SGD,
+    EvalStep,
+    TrainStep,
+    capture_steps,
+    compose,
+    snapshot,
+    step_phases,
+)
+
 NUM_CLASSES = 10
 IMAGE_SIDE = 32
 CROP_PADDING = 4
 RECORD_BYTES = 1 + 3 * IMAGE_SIDE * IMAGE_SIDE
 TRAIN_BATCHES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 TEST_BATCH = "test_batch.bin"
-WARMUP_STEPS = 3  # eager steps before capture: cuDNN picks algorithms, SGD makes its buffers
 
 N = TypeVar("N", int, float)
 
@@ -53,14 +95,6 @@ class Stem(enum.Enum):
 
     IMAGENET = "imagenet"
     CIFAR = "cifar"
-
-
-class Precision(enum.Enum):
-    """Compute precision on the GPU; `auto` is bf16 autocast there and fp32 on the CPU."""
-
-    AUTO = "auto"
-    BF16 = "bf16"
-    FP32 = "fp32"
 
 
 class Architecture(enum.Enum):
@@ -114,6 +148,11 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true/false)")
 
 
+def parse_auto_bool(text: str) -> bool | None:
+    """`auto` (None: the trainer decides) or a boolean."""
+    return None if text.strip().lower() == "auto" else parse_bool(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m models.torch_cifar10",
@@ -133,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size",
         type=_number(int, "must be >= 1", lambda v: v >= 1),
         default=1024,
-        help="per device (one device per trial here)",
+        help="per device; the global batch is batch_size x replicas, as in the MXNet trainer",
     )
     add("--epochs", type=_number(int, "must be >= 1", lambda v: v >= 1), default=50)
     add("--model", type=_choice(Architecture), default=Architecture.RESNET34_V2)
@@ -149,7 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
     add("--seed", type=int, default=0)
     add("--data-dir", "--data_dir", type=Path, default=None, help="default: $SM_CHANNEL_TRAINING")
     add("--model-dir", "--model_dir", type=Path, default=None, help="default: $SM_MODEL_DIR")
-    add("--num-gpus", "--num_gpus", type=str, default=None, help="default: $SM_NUM_GPUS, else 0")
+    add(
+        "--num-gpus",
+        "--num_gpus",
+        type=str,
+        default=None,
+        help="GPUs, fractional when packed (default: $OPENAMT_NUM_GPUS, else $SM_NUM_GPUS, else 0)",
+    )
+    add(
+        "--replicas",
+        type=_number(int, "must be >= 1", lambda v: v >= 1),
+        default=None,
+        help="data-parallel processes: default one per GPU; on the CPU, gloo processes (tests)",
+    )
     add("--precision", type=_choice(Precision), default=Precision.AUTO)
     add(
         "--cuda_graphs",
@@ -157,6 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_bool,
         default=True,
         help="capture the training and evaluation steps as CUDA graphs (GPU only)",
+    )
+    add(
+        "--channels_last",
+        "--channels-last",
+        type=parse_auto_bool,
+        default=None,
+        help="auto (default: on the GPU only; on the CPU it measured slower), true or false",
+    )
+    add(
+        "--deterministic",
+        type=parse_bool,
+        default=False,
+        help="deterministic kernels, no cuDNN autotuning: bit-for-bit repeatable, slower",
     )
     add(
         "--compile",
@@ -181,10 +245,13 @@ class Settings:
     seed: int
     data_dir: Path
     model_dir: Path | None
-    num_gpus: int
+    gpus: GpuShare
+    replicas: int
     num_cpus: int | None
     precision: Precision
     cuda_graphs: bool
+    channels_last: bool | None
+    deterministic: bool
     compile: bool
 
 
@@ -198,13 +265,22 @@ def resolve_stem(*, stem: Stem | None, thumbnail: bool | None) -> Stem:
 
 
 def resolve_settings(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
-    """Flags win over SM_* variables, which win over defaults."""
+    """Flags win over SM_*/OPENAMT_* variables, which win over defaults."""
     data_dir = args.data_dir or _env_path(environ, "SM_CHANNEL_TRAINING")
     if data_dir is None:
         raise TrainerError(
             "data: pass --data-dir or set SM_CHANNEL_TRAINING (the training channel)"
         )
-    gpus_text = args.num_gpus if args.num_gpus is not None else environ.get("SM_NUM_GPUS", "0")
+    try:
+        gpus = parse_gpu_share(flag=args.num_gpus, environ=environ)
+    except DeviceError as exc:
+        raise TrainerError(str(exc)) from None
+    replicas = args.replicas if args.replicas is not None else max(1, gpus.count)
+    if gpus.count and replicas > gpus.count:
+        raise TrainerError(
+            f"replicas: {replicas} exceeds the trial's {gpus.count} GPU(s) "
+            f"(share {gpus.share:g}); at most one replica per GPU"
+        )
     cpus_text = environ.get("SM_NUM_CPUS", "").strip()
     stem = resolve_stem(stem=args.stem, thumbnail=args.thumbnail)
     if stem is Stem.CIFAR and args.model is Architecture.SMALL_CNN:
@@ -220,10 +296,13 @@ def resolve_settings(args: argparse.Namespace, environ: dict[str, str]) -> Setti
         seed=args.seed,
         data_dir=data_dir,
         model_dir=args.model_dir or _env_path(environ, "SM_MODEL_DIR"),
-        num_gpus=parse_gpu_count(gpus_text),
+        gpus=gpus,
+        replicas=replicas,
         num_cpus=max(1, math.floor(float(cpus_text))) if cpus_text else None,
         precision=args.precision,
         cuda_graphs=args.cuda_graphs,
+        channels_last=args.channels_last,
+        deterministic=args.deterministic,
         compile=args.compile,
     )
 
@@ -231,17 +310,6 @@ def resolve_settings(args: argparse.Namespace, environ: dict[str, str]) -> Setti
 def _env_path(environ: dict[str, str], name: str) -> Path | None:
     value = environ.get(name, "").strip()
     return Path(value) if value else None
-
-
-def parse_gpu_count(text: str) -> int:
-    """GPUs to use; a fractional share (a trial packed onto part of a GPU) counts as one."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise TrainerError(f"SM_NUM_GPUS/--num-gpus: {text!r} is not a number") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise TrainerError(f"SM_NUM_GPUS/--num-gpus: {text!r}; must be >= 0")
-    return math.ceil(value)
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -431,365 +499,484 @@ def count_parameters(net: nn.Module) -> int:
 # --- training --------------------------------------------------------------------------------
 
 
-class SGD:
-    """SGD with momentum and coupled weight decay, the update MXNet's and torch.optim's SGD make
-    at a constant learning rate: `v = momentum * v + (g + wd * w)`, `w -= lr * v`.
-
-    Written out because it is capturable by construction: the momentum buffers exist from the
-    start and every update is in place, so a CUDA graph of `step()` keeps updating the same
-    tensors. (torch.optim.SGD creates buffers lazily and imports torch._dynamo, seconds per
-    trial.)
-    """
-
-    def __init__(
-        self, *, params: list[nn.Parameter], lr: float, momentum: float, wd: float
-    ) -> None:
-        self.params = [p for p in params if p.requires_grad]
-        self.lr, self.momentum, self.wd = lr, momentum, wd
-        self.velocity = [torch.zeros_like(p) for p in self.params] if momentum else []
-
-    def zero_grad(self) -> None:
-        """Drop the gradients; under capture, backward then writes fresh ones from the graph's
-        pool on every replay instead of accumulating."""
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        grads = [p.grad for p in self.params]
-        if self.wd:
-            torch._foreach_add_(grads, self.params, alpha=self.wd)
-        if self.momentum:
-            torch._foreach_mul_(self.velocity, self.momentum)
-            torch._foreach_add_(self.velocity, grads)
-            grads = self.velocity
-        torch._foreach_add_(self.params, grads, alpha=-self.lr)
-
-    def reset(self) -> None:
-        """Momentum back to zero, in place (a captured graph holds the buffers' addresses)."""
-        if self.velocity:
-            torch._foreach_zero_(self.velocity)
-
-
-class TrainStep:
-    """One SGD step reading fixed buffers: `images` (`b x 3 x 32 x 32` uint8)
-    and `labels` (`b`), adding to `correct` and `loss_sum` on the device.
-
-    Fixed buffers and device-side counters are what make the step capturable as a CUDA graph:
-    the graph replays with whatever the buffers hold and never syncs with the host. Eager mode
-    (the CPU) calls the very same function once per batch.
-    """
-
-    def __init__(
-        self,
-        *,
-        net: nn.Module,
-        optimizer: SGD,
-        batch: int,
-        mean: torch.Tensor,
-        std: torch.Tensor,
-        autocast_dtype: torch.dtype | None,
-        memory_format: torch.memory_format,
-    ) -> None:
-        device = mean.device
-        self.net, self.optimizer = net, optimizer
-        self.mean, self.std = mean, std
-        self.autocast_dtype = autocast_dtype
-        shape = (batch, 3, IMAGE_SIDE, IMAGE_SIDE)
-        self.images = torch.zeros(shape, dtype=torch.uint8, device=device).to(
-            memory_format=memory_format
-        )
-        self.labels = torch.zeros(batch, dtype=torch.int64, device=device)
-        self.correct = torch.zeros((), dtype=torch.int64, device=device)
-        self.loss_sum = torch.zeros((), dtype=torch.float32, device=device)
-
-    def __call__(self) -> None:
-        self.optimizer.zero_grad()
-        logits = forward(self.net, self.images, self.mean, self.std, self.autocast_dtype)
-        loss = F.cross_entropy(logits, self.labels)
-        loss.backward()
-        self.optimizer.step()
-        with torch.no_grad():
-            self.correct += (logits.argmax(dim=1) == self.labels).sum()
-            self.loss_sum += loss.detach() * len(self.labels)
-
-
-class EvalStep:
-    """Forward pass on fixed buffers counting correct predictions; padding rows carry label -1,
-    which no prediction matches, so the last partial batch needs no special case."""
-
-    def __init__(
-        self,
-        *,
-        net: nn.Module,
-        batch: int,
-        mean: torch.Tensor,
-        std: torch.Tensor,
-        autocast_dtype: torch.dtype | None,
-        memory_format: torch.memory_format,
-    ) -> None:
-        device = mean.device
-        self.net, self.mean, self.std = net, mean, std
-        self.autocast_dtype = autocast_dtype
-        shape = (batch, 3, IMAGE_SIDE, IMAGE_SIDE)
-        self.images = torch.zeros(shape, dtype=torch.uint8, device=device).to(
-            memory_format=memory_format
-        )
-        self.labels = torch.full((batch,), -1, dtype=torch.int64, device=device)
-        self.correct = torch.zeros((), dtype=torch.int64, device=device)
-
-    def __call__(self) -> None:
-        with torch.no_grad():
-            logits = forward(self.net, self.images, self.mean, self.std, self.autocast_dtype)
-            self.correct += (logits.argmax(dim=1) == self.labels).sum()
-
-
-def forward(
-    net: nn.Module,
-    images: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    autocast_dtype: torch.dtype | None,
-) -> torch.Tensor:
-    """Normalise uint8 images and run the network; logits `b x classes` in float32."""
-    x = (images.float() - mean) / std
-    if autocast_dtype is None:
-        return net(x)
-    # cache_enabled=False: autocast's weight-cast cache would hold tensors made during capture.
-    with torch.autocast(device_type=x.device.type, dtype=autocast_dtype, cache_enabled=False):
-        logits = net(x)
-    return logits.float()
-
-
-def capture(step: Callable[[], None], *, warmup: Callable[[], None]) -> Callable[[], None]:
-    """Record `step` as a CUDA graph after running `warmup` on a side stream; returns replay.
-
-    Warm-up first because capture forbids what first calls do: cuDNN's algorithm search and
-    workspace allocation, autograd's first-time set-up.
-    """
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        warmup()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    return graph.replay
-
-
-def snapshot(net: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: value.detach().clone() for name, value in net.state_dict().items()}
-
-
-def restore(net: nn.Module, optimizer: SGD, saved: dict[str, torch.Tensor]) -> None:
-    """Undo warm-up steps in place (a captured graph holds the tensors' addresses): weights and
-    BN statistics back to `saved`, momentum back to zero."""
-    with torch.no_grad():
-        for name, value in net.state_dict().items():
-            value.copy_(saved[name])
-    optimizer.reset()
-
-
 @dataclass(frozen=True)
 class EpochResult:
     train_accuracy: float
     train_loss: float
     seconds: float
-    images: int
+    images: int  # trained in this epoch, all replicas
+    stopped_after: int | None = None  # steps done when a stop cut the epoch short
+    steps: int = 0
 
 
 def train_epoch(
-    *, run_step: Callable[[], None], step: TrainStep, train: Split, generator: torch.Generator
+    *,
+    run_step: Callable[[], None],
+    step: TrainStep,
+    train: Split,
+    generator: torch.Generator,
+    collective: Collective,
+    stop: StopRequest,
 ) -> EpochResult:
-    """One pass over a fresh permutation; the last incomplete batch is dropped (fixed shapes)."""
+    """One pass over a fresh permutation; the last incomplete global batch is dropped (fixed
+    shapes). Every replica draws the same permutation and crops and trains on its own slice
+    of each global batch. A stop is agreed on by all replicas and cuts the epoch short."""
     start = time.perf_counter()
     batch = len(step.labels)
+    global_batch = batch * collective.world_size
     order = torch.randperm(len(train.labels), device=train.labels.device, generator=generator)
     inputs = random_crop_flip(train.images, order, generator)
     labels = train.labels[order]
     step.correct.zero_()
     step.loss_sum.zero_()
-    steps = len(order) // batch
+    steps = len(order) // global_batch
     for index in range(steps):
-        step.images.copy_(inputs[index * batch : (index + 1) * batch])
-        step.labels.copy_(labels[index * batch : (index + 1) * batch])
+        if collective.any(stop.requested):
+            seconds = time.perf_counter() - start
+            return EpochResult(0.0, 0.0, seconds, index * global_batch, index, steps)
+        first = index * global_batch + collective.rank * batch
+        step.images.copy_(inputs[first : first + batch])
+        step.labels.copy_(labels[first : first + batch])
         run_step()
+    collective.sum_(step.correct)
+    collective.sum_(step.loss_sum)
     correct, loss_sum = step.correct.item(), step.loss_sum.item()  # waits for the device
-    images = steps * batch
+    images = steps * global_batch
     return EpochResult(
         train_accuracy=correct / images,
         train_loss=loss_sum / images,
         seconds=time.perf_counter() - start,
         images=images,
+        steps=steps,
     )
 
 
-def evaluate(*, run_step: Callable[[], None], step: EvalStep, test: Split, net: nn.Module) -> float:
+def evaluate(
+    *,
+    run_step: Callable[[], None],
+    step: EvalStep,
+    test: Split,
+    net: nn.Module,
+    collective: Collective | None = None,
+) -> float:
+    """Accuracy on the test split; each replica counts its own contiguous shard with its own
+    batch-norm statistics (as MXNet splits evaluation over devices)."""
+    collective = collective or Collective(device=step.correct.device)
     net.eval()
     batch = len(step.labels)
+    shard = math.ceil(len(test.labels) / collective.world_size)
+    low = collective.rank * shard
+    high = min(len(test.labels), low + shard)
     step.correct.zero_()
-    for start in range(0, len(test.labels), batch):
-        images = test.images[start : start + batch]
-        step.images[: len(images)].copy_(images)
+    for start in range(low, high, batch):
+        stop = min(high, start + batch)
+        step.images[: stop - start].copy_(test.images[start:stop])
         step.labels.fill_(-1)
-        step.labels[: len(images)].copy_(test.labels[start : start + batch])
+        step.labels[: stop - start].copy_(test.labels[start:stop])
         run_step()
     net.train()
+    collective.sum_(step.correct)
     return step.correct.item() / len(test.labels)
 
 
-def choose_device(settings: Settings) -> torch.device:
-    if settings.num_gpus == 0:
+# --- checkpoints -----------------------------------------------------------------------------
+
+
+class BestWeights:
+    """The best epoch's weights and batch-norm statistics, kept as a copy on the training
+    device: an improvement costs one device-to-device copy instead of an 85 MB file written
+    while training waits. Written once, at the end or when stopped. With several replicas the
+    copy's batch-norm statistics are the replicas' average (what Gluon saves from several
+    devices); the weights are identical on every replica."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.tensors = snapshot(net)
+        self._averaged = [name for name, value in net.named_buffers() if value.is_floating_point()]
+        self.epoch: int | None = None
+        self.accuracy: float | None = None
+
+    @torch.no_grad()
+    def keep(self, net: nn.Module, *, epoch: int, accuracy: float, collective: Collective) -> None:
+        for name, value in net.state_dict().items():
+            self.tensors[name].copy_(value)
+        for name in self._averaged:
+            collective.average_(self.tensors[name])
+        self.epoch, self.accuracy = epoch, accuracy
+
+    def write(self, *, model_dir: Path, description: dict[str, object]) -> None:
+        """The weights (contiguous, on the CPU) plus what rebuilding the network needs, each
+        renamed into place."""
+        model_dir.mkdir(parents=True, exist_ok=True)
+        weights = model_dir / "model.pt"
+        state = {
+            name: value.to("cpu", memory_format=torch.contiguous_format, copy=True)
+            for name, value in self.tensors.items()
+        }
+        torch.save(state, str(weights) + ".tmp")
+        os.replace(str(weights) + ".tmp", weights)
+        info = model_dir / "model-info.json"
+        info.with_suffix(".tmp").write_text(json.dumps(description, indent=2) + "\n")
+        os.replace(info.with_suffix(".tmp"), info)
+
+
+# --- the trial -------------------------------------------------------------------------------
+
+
+@dataclass
+class Timings:
+    """Where the trial's wall time went, in seconds: the footer's `timing:` line, which
+    benchmarks/trainer_throughput.py reads. Epoch bounds are Unix times, comparable between
+    trials running side by side; an epoch ends after its evaluation."""
+
+    startup: float = 0.0  # process start to ready to load: interpreter, imports, device set-up
+    data: float = 0.0  # reading the data set and copying it to the device
+    capture: float = 0.0  # network, optimizer, warm-up and graph capture
+    train: float = 0.0
+    evaluate: float = 0.0
+    save: float = 0.0  # keeping the best weights on the device, then writing them
+    images: int = 0  # trained, all epochs and replicas
+    first_epoch_start: float | None = None
+    last_epoch_end: float | None = None
+
+    def line(self) -> str:
+        rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        return "timing: " + json.dumps(rounded)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    best_accuracy: float | None
+    best_epoch: int | None
+    stopped: bool
+    timings: Timings = field(default_factory=Timings)
+
+
+def process_started_at() -> float | None:
+    """This process's start as a Unix time (to ~10 ms), from /proc; None where there is none."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except OSError:
+        return None
+    ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime
+    return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def choose_device(settings: Settings, rank: int) -> torch.device:
+    if settings.gpus.count == 0:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise TrainerError(
-            f"SM_NUM_GPUS/--num-gpus: {settings.num_gpus} GPUs requested, PyTorch sees none "
+            f"SM_NUM_GPUS/--num-gpus: {settings.gpus.count} GPUs requested, PyTorch sees none "
             "(a CPU build, or CUDA_VISIBLE_DEVICES is empty)"
         )
-    if settings.num_gpus > 1:
-        print(
-            f"note: {settings.num_gpus} GPUs given, training on one: for this model, one trial "
-            "per GPU (or several) is faster than one trial across GPUs",
-            flush=True,
+    visible = torch.cuda.device_count()
+    if visible < settings.replicas:
+        raise TrainerError(
+            f"SM_NUM_GPUS/--num-gpus: {settings.replicas} GPUs requested, PyTorch sees {visible}"
         )
-    return torch.device("cuda", 0)
+    return torch.device("cuda", rank)
 
 
-def save_model(*, net: nn.Module, model_dir: Path, description: dict[str, object]) -> None:
-    """Best weights plus what rebuilding the network needs, each renamed into place."""
-    model_dir.mkdir(parents=True, exist_ok=True)
-    weights = model_dir / "model.pt"
-    torch.save(net.state_dict(), str(weights) + ".tmp")
-    os.replace(str(weights) + ".tmp", weights)
-    info = model_dir / "model-info.json"
-    info.with_suffix(".tmp").write_text(json.dumps(description, indent=2) + "\n")
-    os.replace(info.with_suffix(".tmp"), info)
+def describe_model(settings: Settings, mean: torch.Tensor, std: torch.Tensor) -> dict[str, object]:
+    return {
+        "framework": "torch",
+        "model": settings.model.value,
+        "stem": settings.stem.value,
+        "classes": NUM_CLASSES,
+        "mean": mean.flatten().tolist(),
+        "std": std.flatten().tolist(),
+    }
 
 
-def train(settings: Settings) -> float:
-    """Train, log one line per epoch, save the best weights; returns the best accuracy."""
-    trial_start = time.perf_counter()
-    device = choose_device(settings)
+def train(
+    settings: Settings,
+    *,
+    hardware: Hardware | None = None,
+    capture: Capture | None = None,
+    collective: Collective | None = None,
+    stop: StopRequest | None = None,
+    started_at: float | None = None,
+) -> TrialResult:
+    """Train, log one line per epoch, keep the best weights and write them at the end or when
+    `stop` is requested. The tests inject `hardware` (a GPU's compute capability), `capture`
+    (the graph branch on the CPU), `collective` (a replica's process group) and `stop`."""
+    started_at = started_at or time.time()
+    lap = time.perf_counter()
+    timings = Timings()
+    collective = collective or Collective(device=torch.device("cpu"))
+    stop = stop or StopRequest()
+    leader = collective.rank == 0
+    device = choose_device(settings, collective.rank)
     on_gpu = device.type == "cuda"
+    hardware = hardware or probe_hardware(device)
+    choice = choose_precision(settings.precision, hardware)
+    backends = plan_backends(
+        hardware=hardware, choice=choice, share=settings.gpus, deterministic=settings.deterministic
+    )
+    apply_backends(backends, device)
     if not on_gpu and settings.num_cpus is not None:
-        torch.set_num_threads(settings.num_cpus)
+        torch.set_num_threads(max(1, settings.num_cpus // settings.replicas))
     if on_gpu:
-        torch.backends.cudnn.benchmark = True
+        torch.zeros(1, device=device)  # the CUDA context, counted as start-up
+    timings.startup = time.time() - started_at
+
+    def take_lap() -> float:
+        nonlocal lap
+        now = time.perf_counter()
+        seconds, lap = now - lap, now
+        return seconds
+
+    take_lap()
     train_split, test_split = load_data(settings.data_dir, device)
     batch = settings.batch_size
-    if batch > len(train_split.labels):
+    if batch * settings.replicas > len(train_split.labels):
         raise TrainerError(
-            f"batch_size: {batch} exceeds the {len(train_split.labels)} training images"
+            f"batch_size: {batch} x {settings.replicas} replicas exceeds the "
+            f"{len(train_split.labels)} training images"
         )
-    use_bf16 = settings.precision is Precision.BF16 or (
-        settings.precision is Precision.AUTO and on_gpu
-    )
-    autocast_dtype = torch.bfloat16 if use_bf16 else None
-    use_graphs = on_gpu and settings.cuda_graphs
-    # channels_last feeds tensor cores on the GPU; on the CPU it measured slower (oneDNN).
-    memory_format = torch.channels_last if on_gpu else torch.contiguous_format
+    mean, std = channel_stats(train_split.images)
+    if on_gpu:
+        torch.cuda.synchronize(device)
+    timings.data = take_lap()
 
+    channels_last = on_gpu if settings.channels_last is None else settings.channels_last
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     init_generator = torch.Generator().manual_seed(settings.seed)
     data_generator = torch.Generator(device=device).manual_seed(settings.seed)
     net = build_network(settings.model, classes=NUM_CLASSES, stem=settings.stem)
     xavier_init(net, magnitude=2.0, generator=init_generator)
     net = net.to(device=device, memory_format=memory_format)
-    optimizer = SGD(
-        params=list(net.parameters()),
-        lr=settings.learning_rate,
-        momentum=settings.momentum,
-        wd=settings.wd,
-    )
+    optimizer = SGD(net=net, lr=settings.learning_rate, momentum=settings.momentum, wd=settings.wd)
+    scaler = LossScaler(device=device) if choice.loss_scaling else None
     runnable = torch.compile(net) if settings.compile and on_gpu else net
-    mean, std = channel_stats(train_split.images)
-    step = TrainStep(
-        net=runnable,
-        optimizer=optimizer,
-        batch=batch,
-        mean=mean,
-        std=std,
-        autocast_dtype=autocast_dtype,
-        memory_format=memory_format,
-    )
-    eval_step = EvalStep(
-        net=runnable,
-        batch=batch,
-        mean=mean,
-        std=std,
-        autocast_dtype=autocast_dtype,
-        memory_format=memory_format,
-    )
-    run_train, run_eval = step, eval_step
+    batch_shape = (batch, 3, IMAGE_SIDE, IMAGE_SIDE)
+    common = {"net": runnable, "batch_shape": batch_shape, "mean": mean, "std": std}
+    common |= {"autocast_dtype": choice.autocast_dtype, "memory_format": memory_format}
+    step = TrainStep(optimizer=optimizer, scaler=scaler, replicas=collective.world_size, **common)
+    eval_step = EvalStep(**common)
+    phases = step_phases(step, collective)
+    use_graphs = settings.cuda_graphs and (on_gpu or capture is not None)
     if use_graphs:
-        initial = snapshot(net)
-        step.images.copy_(train_split.images[:batch])
-        step.labels.copy_(train_split.labels[:batch])
-
-        def warm_train() -> None:
-            for _ in range(WARMUP_STEPS):
-                step()
-
-        run_train = capture(step, warmup=warm_train)
-        net.eval()
-        run_eval = capture(eval_step, warmup=eval_step)
-        net.train()
-        restore(net, optimizer, initial)
-
-    print(
-        f"model: {settings.model.value} stem={settings.stem.value} "
-        f"parameters={count_parameters(net)} device={device} batch={batch} "
-        f"precision={'bf16' if use_bf16 else 'fp32'} cuda_graphs={use_graphs} "
-        f"compile={settings.compile and on_gpu} "
-        f"train_images={len(train_split.labels)} test_images={len(test_split.labels)}",
-        flush=True,
-    )
-    if settings.model_dir is None:
-        print("note: no SM_MODEL_DIR or --model-dir, weights are not saved", flush=True)
-
-    best, train_seconds = -1.0, 0.0
-    for epoch in range(1, settings.epochs + 1):
-        result = train_epoch(
-            run_step=run_train, step=step, train=train_split, generator=data_generator
+        run_train, run_eval = capture_steps(
+            capture=capture or CudaGraphs(),
+            phases=phases,
+            step=step,
+            eval_step=eval_step,
+            net=net,
+            first_images=train_split.images[:batch],
+            first_labels=train_split.labels[:batch],
         )
-        train_seconds += result.seconds
-        accuracy = evaluate(run_step=run_eval, step=eval_step, test=test_split, net=net)
+    else:
+        run_train, run_eval = compose(phases, None), eval_step
+    best = BestWeights(net)
+    if on_gpu:
+        torch.cuda.synchronize(device)
+    timings.capture = take_lap()
+
+    if leader:
         print(
-            f"[Epoch {epoch}] validation: accuracy={accuracy:.6f} "
-            f"training: accuracy={result.train_accuracy:.6f} loss={result.train_loss:.6f} "
-            f"time={result.seconds:.2f}s images/s={result.images / result.seconds:.1f}",
+            f"model: {settings.model.value} stem={settings.stem.value} "
+            f"parameters={count_parameters(net)} batch={batch * collective.world_size} "
+            f"({batch} per replica x {collective.world_size}) "
+            f"train_images={len(train_split.labels)} test_images={len(test_split.labels)}",
             flush=True,
         )
-        if accuracy > best:
-            best = accuracy
-            if settings.model_dir is not None:
-                description = {
-                    "framework": "torch",
-                    "model": settings.model.value,
-                    "stem": settings.stem.value,
-                    "classes": NUM_CLASSES,
-                    "mean": mean.flatten().tolist(),
-                    "std": std.flatten().tolist(),
-                    "epoch": epoch,
-                    "validation_accuracy": accuracy,
-                }
-                save_model(net=net, model_dir=settings.model_dir, description=description)
-    print(
-        f"done: best_validation_accuracy={best:.6f} train_seconds={train_seconds:.2f} "
-        f"trial_seconds={time.perf_counter() - trial_start:.2f}",
-        flush=True,
+        print(
+            f"setup: device={device} ({hardware.name}) replicas={collective.world_size} "
+            f"precision={choice.precision.value} ({choice.reason}) "
+            f"loss_scaling={choice.loss_scaling} cuda_graphs={use_graphs} "
+            f"channels_last={channels_last} compile={settings.compile and on_gpu} "
+            f"{backends.describe()} "
+            f"gpu_share={settings.gpus.share:g}",
+            flush=True,
+        )
+        if settings.model_dir is None:
+            print("note: no SM_MODEL_DIR or --model-dir, weights are not saved", flush=True)
+
+    stopped: EpochResult | None = None
+    for epoch in range(1, settings.epochs + 1):
+        epoch_start = time.time()
+        timings.first_epoch_start = timings.first_epoch_start or epoch_start
+        result = train_epoch(
+            run_step=run_train,
+            step=step,
+            train=train_split,
+            generator=data_generator,
+            collective=collective,
+            stop=stop,
+        )
+        timings.train += take_lap()
+        timings.images += result.images
+        if result.stopped_after is not None:
+            stopped = result
+            break
+        accuracy = evaluate(
+            run_step=run_eval, step=eval_step, test=test_split, net=net, collective=collective
+        )
+        timings.evaluate += take_lap()
+        timings.last_epoch_end = time.time()
+        if leader:
+            print(
+                f"[Epoch {epoch}] validation: accuracy={accuracy:.6f} "
+                f"training: accuracy={result.train_accuracy:.6f} loss={result.train_loss:.6f} "
+                f"time={result.seconds:.2f}s images/s={result.images / result.seconds:.1f}",
+                flush=True,
+            )
+        if best.accuracy is None or accuracy > best.accuracy:
+            best.keep(net, epoch=epoch, accuracy=accuracy, collective=collective)
+            timings.save += take_lap()
+
+    if leader and settings.model_dir is not None and best.epoch is not None:
+        description = describe_model(settings, mean, std)
+        description |= {"epoch": best.epoch, "validation_accuracy": best.accuracy}
+        best.write(model_dir=settings.model_dir, description=description)
+    timings.save += take_lap()
+    if leader:
+        print_footer(
+            settings=settings,
+            best=best,
+            stopped=stopped,
+            stop=stop,
+            epoch=epoch,
+            timings=timings,
+            trial_seconds=time.time() - started_at,
+        )
+    return TrialResult(
+        best_accuracy=best.accuracy,
+        best_epoch=best.epoch,
+        stopped=stopped is not None,
+        timings=timings,
     )
-    return best
+
+
+def print_footer(
+    *,
+    settings: Settings,
+    best: BestWeights,
+    stopped: EpochResult | None,
+    stop: StopRequest,
+    epoch: int,
+    timings: Timings,
+    trial_seconds: float,
+) -> None:
+    if best.epoch is None:
+        kept = "no epoch finished, nothing saved"
+    else:
+        written = f"written to {settings.model_dir}" if settings.model_dir else "not saved"
+        kept = f"best_validation_accuracy={best.accuracy:.6f} from epoch {best.epoch} {written}"
+    if stopped is None:
+        print(
+            f"done: best_validation_accuracy={best.accuracy:.6f} best_epoch={best.epoch} "
+            f"train_seconds={timings.train:.2f} trial_seconds={trial_seconds:.2f}",
+            flush=True,
+        )
+    else:
+        cause = stop.by_signal.name if stop.by_signal is not None else "stop requested"
+        print(
+            f"stopped: {cause} in epoch {epoch} after {stopped.stopped_after} of "
+            f"{stopped.steps} steps; {kept}; trial_seconds={trial_seconds:.2f}",
+            flush=True,
+        )
+    print(timings.line(), flush=True)
+
+
+def run_trial(
+    settings: Settings,
+    *,
+    stop: StopRequest,
+    collective: Collective | None = None,
+    started_at: float | None = None,
+    hardware: Hardware | None = None,
+    capture: Capture | None = None,
+) -> int:
+    """train() with its failures turned into an exit status and one last line on stderr; a
+    trial stopped by a signal dies of that signal once its best weights are written."""
+    rank = 0 if collective is None else collective.rank
+    who = f"replica {rank}: " if settings.replicas > 1 else ""
+    try:
+        result = train(
+            settings,
+            hardware=hardware,
+            capture=capture,
+            collective=collective,
+            stop=stop,
+            started_at=started_at,
+        )
+    except TrainerError as exc:
+        print(f"error: {who}{exc}", file=sys.stderr, flush=True)
+        return 1
+    except torch.OutOfMemoryError as exc:
+        where = f"cuda:{rank}" + (f" (replica {rank} of {settings.replicas})" if who else "")
+        line = out_of_memory_line(exc, where=where, share=settings.gpus, batch=settings.batch_size)
+        print(line, file=sys.stderr, flush=True)
+        return EXIT_OUT_OF_MEMORY
+    if result.stopped and stop.by_signal is not None:
+        die_by_signal(stop.by_signal)
+    return 0
+
+
+def replica_main(
+    rank: int, world_size: int, rendezvous: str, argv: list[str], started_at: float | None
+) -> int:
+    """One data-parallel replica, a process spawned by main(); returns its exit status."""
+    stop = StopRequest()
+    stop.install()
+    settings = resolve_settings(build_parser().parse_args(argv), dict(os.environ))
+    device = choose_device(settings, rank)
+    collective = join_group(rank=rank, world_size=world_size, device=device, rendezvous=rendezvous)
+    try:
+        return run_trial(settings, stop=stop, collective=collective, started_at=started_at)
+    finally:
+        leave_group()
+
+
+def report_replicas(outcome: ReplicasOutcome, *, replicas: int) -> int:
+    """The trainer's exit status from its replicas'; a failure's reason is stderr's last line."""
+    if outcome.failed is None:
+        if outcome.stopped:
+            die_by_signal(signal.SIGTERM)
+        return 0
+    rank, code = outcome.failed, outcome.exit_codes[outcome.failed]
+    if outcome.out_of_memory:
+        print(
+            f"error: CUDA out of memory in replica {rank} of {replicas} (its message is above) "
+            "-- give the trial more GPU memory or a smaller batch_size",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_OUT_OF_MEMORY
+    how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
+    print(f"error: replica {rank} of {replicas} ended with {how}", file=sys.stderr, flush=True)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
+    started_at = process_started_at()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        train(resolve_settings(args, dict(os.environ)))
+        settings = resolve_settings(args, dict(os.environ))
+        if settings.replicas > 1:
+            choose_device(settings, 0)  # fail fast, before any replica starts
     except TrainerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return 0
+    if settings.replicas > 1:
+        module = __spec__.name if __spec__ is not None else __name__
+        outcome = run_replicas(
+            target=f"{module}:replica_main",
+            world_size=settings.replicas,
+            argv=argv,
+            started_at=started_at,
+        )
+        return report_replicas(outcome, replicas=settings.replicas)
+    stop = StopRequest()
+    previous = stop.install()
+    try:
+        return run_trial(settings, stop=stop, started_at=started_at)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
