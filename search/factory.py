@@ -9,6 +9,7 @@ from search.bayesian import BayesianSearcher
 from search.enums import ObjectiveType, Strategy, parse_enum
 from search.errors import SearcherOptionError, UnknownStrategyError
 from search.grid_search import GridSearcher
+from search.hyperband import HyperbandSearcher
 from search.random_search import RandomSearcher
 from search.searcher import Searcher
 from search.space import SearchSpace
@@ -33,6 +34,17 @@ _OPTIONS: dict[type[Searcher], frozenset[str]] = {
     ),
     RandomSearcher: frozenset(),
     GridSearcher: frozenset(),
+    HyperbandSearcher: frozenset(
+        {
+            "min_resource",
+            "max_resource",
+            "reduction_factor",
+            "guided",
+            "initial_design_size",
+            "max_model_points",
+            "candidates",
+        }
+    ),
 }
 
 
@@ -46,7 +58,8 @@ def make_searcher(
     **options: Any,
 ) -> Searcher:
     """Build the searcher for ``strategy``: ``Bayesian``, ``Random``, ``Grid`` or
-    ``Hyperband`` (case-insensitive; Hyperband gives a ``RandomSearcher``).
+    ``Hyperband`` (case-insensitive). Hyperband with options (``max_resource`` at least)
+    gives a ``HyperbandSearcher``; without, a ``RandomSearcher`` for Ray's scheduler.
 
     ``options`` are strategy-specific (see ``BayesianSearcher``); an option the strategy
     does not take raises ``SearcherOptionError``, an unknown strategy
@@ -54,6 +67,10 @@ def make_searcher(
     """
     kind = parse_enum(Strategy, strategy, field="strategy", error_type=UnknownStrategyError)
     searcher_type = _SEARCHER_TYPES[kind]
+    if kind is Strategy.HYPERBAND and options:
+        # Given its resources, Hyperband runs successive halving in the searcher
+        # (``report``) with GP-guided (or, guided=False, random) configurations.
+        searcher_type = HyperbandSearcher
     if unknown := set(options) - _OPTIONS[searcher_type]:
         allowed = sorted(_OPTIONS[searcher_type]) or "none"
         raise SearcherOptionError(

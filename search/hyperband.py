@@ -1,0 +1,503 @@
+"""``HyperbandSearcher``: asynchronous successive halving with GP-guided configurations.
+
+A job controller drives it like any ``Searcher`` (``suggest``, ``observe``, ``forget``,
+``state_dict``), plus one call per intermediate result:
+
+>>> decision = searcher.report("trial-7", resource=9, value=0.91)   # after epoch 9
+>>> decision is Decision.STOP       # end the trial gracefully, then observe its last value
+
+``report`` records the value and applies the ASHA rule (``successive_halving``) at rung
+levels ``min_resource * eta**k`` up to ``max_resource``; NaN/inf values stop the trial and
+never reach the rule. ``observe`` closes a trial, completed or stopped: a stopped trial is an
+observation at the resource it reached, not a failure.
+
+With ``guided=True`` (the default) new configurations come from a Gaussian process over
+configuration and resource (``multi_fidelity_gp``) trained on every rung result of every
+trial, finished, stopped or still running, plus the warm-start observations at
+``max_resource``. Log expected improvement is maximised at the *target resource*: the
+highest rung level that at least ``d + 2`` trials have reached, so the model scores
+configurations where it has evidence instead of extrapolating to ``max_resource`` from a
+few points. Running trials are pending points there. The first ``initial_design_size``
+configurations, and every one with ``guided=False``, are uniform random draws (SageMaker's
+Hyperband). Modelling failures make that one suggestion random, counted in
+``fallback_count``.
+
+Randomness for suggestion ``n`` comes from ``(seed, stream, n)``, so a restored searcher
+continues exactly; nothing touches global random state, thread counts or warning filters.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import time
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import torch
+from botorch.exceptions.errors import BotorchError, ModelFittingError
+from linear_operator.utils.errors import NanError, NotPSDError
+
+from search import multi_fidelity_gp
+from search.enums import ObjectiveType, Strategy
+from search.errors import ObservationError, SearcherOptionError, StateDictError, TrialStateError
+from search.parameters import CategoricalParameter
+from search.searcher import Searcher
+from search.space import Config, SearchSpace
+from search.successive_halving import AsyncSuccessiveHalving, Decision, check_resource
+
+logger = logging.getLogger(__name__)
+
+#: Errors from fitting or acquisition that make one suggestion random instead.
+RECOVERABLE_ERRORS: tuple[type[BaseException], ...] = (
+    ModelFittingError,
+    BotorchError,
+    NotPSDError,
+    NanError,
+    torch.linalg.LinAlgError,
+)
+#: Random-number streams (``numpy.random.SeedSequence([seed, stream, n])``).
+RANDOM_STREAM = 11
+CANDIDATE_STREAM = 12
+SUBSAMPLE_STREAM = 13
+#: Finite spaces up to this size are scored config by config.
+MAX_ENUMERATED_CONFIGS = 4096
+#: Rejection-sampling attempts for an untried config before enumerating a finite space.
+MAX_REJECTIONS = 64
+#: The GP hyperparameters are re-fitted once the data has grown by this factor since the
+#: last fit (warm-started from the last ones); in between the model is only conditioned.
+REFIT_GROWTH = 1.2
+#: Best configs whose neighbourhoods the acquisition search also scores.
+LOCAL_ANCHORS = 8
+LOCAL_STEPS = (0.02, 0.05, 0.15)
+LOCAL_COPIES = 24
+
+#: What the GP sees: "joint" every rung result, with the resource as an input; "rung"
+#: only the results at the target resource (BOHB's choice, with a GP instead of a KDE).
+MODELS = ("joint", "rung")
+#: ``(resource, value)``: one intermediate report; value None if not finite.
+Report = tuple[int, float | None]
+
+
+class HyperbandSearcher(Searcher):
+    """See the module docstring. Options (keyword-only):
+
+    min_resource, max_resource: the first rung and the full budget, in the unit the
+        trainer reports (epochs); ``hyperband_strategy_config`` in the job file.
+    reduction_factor: ``eta``; about ``1/eta`` of the trials pass each rung (default 3).
+    guided: GP-guided configurations (default) or uniform random ones.
+    initial_design_size: random configurations before the model takes over, reduced by
+        the finite prior observations (default ``max(5, d + 1)``).
+    max_model_points: most rung results the GP is fitted to (default 300): every result
+        at the target resource and above, then the best and a seeded sample of the rest.
+    candidates: random candidates scored per suggestion in spaces too large to enumerate.
+    rung_scores: model each result by its rank among the results of its rung (as normal
+        scores; the default) rather than by its raw value (warped once over all rungs).
+    model: "joint" (default) or "rung"; see ``MODELS``.
+    """
+
+    strategy = Strategy.HYPERBAND
+
+    def __init__(
+        self,
+        *,
+        space: SearchSpace,
+        objective_type: ObjectiveType | str = ObjectiveType.MAXIMIZE,
+        seed: int = 0,
+        prior_observations: Iterable[tuple[Mapping[str, Any], float | None]] | None = None,
+        min_resource: int = 1,
+        max_resource: int | None = None,
+        reduction_factor: int = 3,
+        guided: bool = True,
+        initial_design_size: int | None = None,
+        max_model_points: int = 300,
+        candidates: int = 1024,
+        rung_scores: bool = True,
+        model: str = "joint",
+    ) -> None:
+        super().__init__(
+            space=space,
+            objective_type=objective_type,
+            seed=seed,
+            prior_observations=prior_observations,
+        )
+        if max_resource is None:
+            raise SearcherOptionError(
+                "max_resource is required for Hyperband: the resource (epochs) a trial gets "
+                "at most, hyperband_strategy_config.max_resource in the job file"
+            )
+        self._halving = AsyncSuccessiveHalving(
+            min_resource=min_resource,
+            max_resource=max_resource,
+            reduction_factor=reduction_factor,
+        )
+        if not isinstance(guided, bool):
+            raise SearcherOptionError(f"guided={guided!r} must be True or False")
+        if initial_design_size is None:
+            initial_design_size = max(5, space.dimension + 1)
+        _check_count("initial_design_size", initial_design_size, minimum=0)
+        _check_count("max_model_points", max_model_points, minimum=10)
+        _check_count("candidates", candidates, minimum=1)
+        self._min_resource = min_resource
+        self._max_resource = max_resource
+        self._guided = guided
+        self._initial_design_size = initial_design_size
+        self._max_model_points = max_model_points
+        self._candidates = candidates
+        if not isinstance(rung_scores, bool):
+            raise SearcherOptionError(f"rung_scores={rung_scores!r} must be True or False")
+        self._rung_scores = rung_scores
+        if model not in MODELS:
+            raise SearcherOptionError(f"model={model!r} is not one of: {', '.join(MODELS)}")
+        self._model = model
+        self._categorical_dims = [
+            dim
+            for dim, parameter in enumerate(space.parameters.values())
+            if isinstance(parameter, CategoricalParameter)
+        ]
+        self._reports: dict[str, list[Report]] = {}
+        self._hyperparameters: multi_fidelity_gp.Hyperparameters | None = None
+        self._fitted_on = 0
+        self._suggest_seconds: list[float] = []
+
+    # ----------------------------------------------------------------- public API
+    @property
+    def levels(self) -> tuple[int, ...]:
+        """Rung levels, ascending; the last is ``max_resource``."""
+        return self._halving.levels
+
+    @property
+    def min_resource(self) -> int:
+        return self._min_resource
+
+    @property
+    def max_resource(self) -> int:
+        return self._max_resource
+
+    @property
+    def reduction_factor(self) -> int:
+        return self._halving.reduction_factor
+
+    @property
+    def guided(self) -> bool:
+        return self._guided
+
+    @property
+    def reports(self) -> Mapping[str, tuple[Report, ...]]:
+        """Every intermediate report, per trial in arrival order: ``(resource, value)``."""
+        return MappingProxyType({t: tuple(r) for t, r in self._reports.items()})
+
+    @property
+    def pending_resources(self) -> Mapping[str, int]:
+        """For each running trial, the resource of its latest report (0 before any)."""
+        return MappingProxyType(
+            {t: (self._reports[t][-1][0] if self._reports.get(t) else 0) for t in self.pending}
+        )
+
+    @property
+    def suggest_seconds(self) -> tuple[float, ...]:
+        """Wall seconds of each model-based suggestion (random ones are not timed)."""
+        return tuple(self._suggest_seconds)
+
+    def decision(self, trial_id: str) -> Decision | None:
+        """The final decision about a trial (STOP or COMPLETE), None while it may go on."""
+        return self._halving.decision(trial_id)
+
+    def report(self, trial_id: str, resource: int, value: float | None) -> Decision:
+        """Record a running trial's ``value`` after ``resource`` (epochs) and say whether it
+        should go on. None, NaN and ±inf stop it. Reports after a STOP or COMPLETE are
+        recorded (the model learns from them) and get the same decision again."""
+        if trial_id not in self.pending:
+            state = "already observed" if trial_id in self.observations else "not running"
+            raise TrialStateError(f"trial_id={trial_id!r} is {state}; cannot report for it")
+        resource = check_resource(trial_id, resource)
+        stored = _finite(value, field=f"value of trial {trial_id!r} at resource {resource}")
+        self._reports.setdefault(trial_id, []).append((resource, stored))
+        judged = None if stored is None else self._to_maximize(stored)
+        return self._halving.report(trial_id, resource, judged)
+
+    # ------------------------------------------------------------ suggestions
+    def _propose(self, trial_id: str, index: int) -> Config | None:
+        seen = self._seen_keys()
+        if self.space.size is not None and len(seen) >= self.space.size:
+            return None
+        finite_priors = sum(v is not None for _, v in self.prior_observations)
+        if not self._guided or index < self._initial_design_size - finite_priors:
+            return self._random_config(seen, index)
+        points = self._training_points()
+        if len({round(v, 12) for *_, v in points if v is not None}) < 2:
+            return self._random_config(seen, index)
+        start = time.perf_counter()
+        try:
+            config = self._model_proposal(points, seen, index)
+        except RECOVERABLE_ERRORS as error:
+            self._fallback_count += 1
+            logger.warning(
+                "Hyperband suggestion %d for trial %s fell back to random (%s: %s)",
+                index,
+                trial_id,
+                type(error).__name__,
+                error,
+            )
+            return self._random_config(seen, index)
+        self._suggest_seconds.append(time.perf_counter() - start)
+        return config if config is not None else self._random_config(seen, index)
+
+    def _model_proposal(
+        self, points: list[tuple[Mapping[str, Any], int, float | None]], seen: set, index: int
+    ) -> Config | None:
+        """Fit the GP to the rung results and maximise log EI at the target resource."""
+        target_resource = self._target_resource(points)
+        target = multi_fidelity_gp.fidelity(target_resource, self._max_resource)
+        if self._model == "rung":
+            bucket = self._bucket(target_resource)
+            points = [p for p in points if self._bucket(p[1]) == bucket]
+        x, y = self._design(points, target_resource, index)
+        refit = self._hyperparameters is None or len(y) >= REFIT_GROWTH * self._fitted_on
+        fitted = multi_fidelity_gp.fit(
+            x,
+            y,
+            warp_outputs=not self._rung_scores,
+            categorical_dims=self._categorical_dims,
+            initial=self._hyperparameters,
+            optimize=refit,
+        )
+        if refit:
+            self._hyperparameters, self._fitted_on = fitted.hyperparameters, len(y)
+        plain = multi_fidelity_gp.Predictor.of(fitted)
+        incumbents = np.unique(x[:, :-1], axis=0)
+        incumbent_mean, _ = plain.predict(_at(incumbents, target))
+        best = float(incumbent_mean.max())
+        pending = [self.space.to_unit(c) for c in self.pending.values()]
+        predictor = plain.with_pending(_at(np.array(pending), target) if pending else x[:0])
+        rng = _generator(self.seed, CANDIDATE_STREAM, index)
+        anchors = incumbents[np.argsort(-incumbent_mean, kind="stable")[:LOCAL_ANCHORS]]
+        candidates = self._candidate_points(seen, anchors, rng)
+        if len(candidates) == 0:
+            return None
+        scores = multi_fidelity_gp.log_expected_improvement(
+            *predictor.predict(_at(candidates, target)), best
+        )
+        if self.space.size is None or self.space.size > MAX_ENUMERATED_CONFIGS:
+            # A second, finer look around the most promising candidates.
+            top = candidates[np.argsort(-scores, kind="stable")[:LOCAL_ANCHORS]]
+            local = self._snap(_perturb(top, (0.01, 0.03), LOCAL_COPIES, rng), seen)
+            if len(local):
+                local_scores = multi_fidelity_gp.log_expected_improvement(
+                    *predictor.predict(_at(local, target)), best
+                )
+                candidates = np.vstack([candidates, local])
+                scores = np.concatenate([scores, local_scores])
+        return self.space.from_unit(candidates[int(np.argmax(scores))])
+
+    def _candidate_points(
+        self, seen: set, anchors: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Unit points (``m x d``) of untried configs: every one of a small finite space,
+        else uniform draws plus perturbations of the ``anchors`` (best configs so far)."""
+        size = self.space.size
+        if size is not None and size <= MAX_ENUMERATED_CONFIGS:
+            untried = [
+                self.space.to_unit(c)
+                for c in self.space.iter_grid()
+                if self.space.key(c) not in seen
+            ]
+            return np.array(untried).reshape(-1, self.space.dimension)
+        raw = np.vstack(
+            [
+                rng.random((self._candidates, self.space.dimension)),
+                _perturb(anchors, LOCAL_STEPS, LOCAL_COPIES, rng),
+            ]
+        )
+        return self._snap(raw, seen)
+
+    def _snap(self, raw: np.ndarray, seen: set) -> np.ndarray:
+        """Each row moved to its config's exact unit point; tried and repeated configs dropped."""
+        keys: set = set()
+        rows = []
+        for point in np.clip(raw, 0.0, 1.0):
+            config = self.space.from_unit(point)
+            key = self.space.key(config)
+            if key not in seen and key not in keys:
+                keys.add(key)
+                rows.append(self.space.to_unit(config))
+        return np.array(rows).reshape(-1, self.space.dimension)
+
+    def _random_config(self, seen: set, index: int) -> Config | None:
+        rng = _generator(self.seed, RANDOM_STREAM, index)
+        for _ in range(MAX_REJECTIONS):
+            config = self.space.from_unit(rng.random(self.space.dimension))
+            if self.space.key(config) not in seen:
+                return config
+        size = self.space.size
+        if size is not None and size <= 100_000:
+            untried = [c for c in self.space.iter_grid() if self.space.key(c) not in seen]
+            return untried[int(rng.integers(len(untried)))] if untried else None
+        logger.warning("no untried config found after %d draws; repeating one", MAX_REJECTIONS)
+        return config
+
+    # ------------------------------------------------------------ training data
+    def _training_points(self) -> list[tuple[Mapping[str, Any], int, float | None]]:
+        """``(config, resource, value)`` for every rung result of every trial (the first
+        report at or past each rung level), each observed trial's final value at its last
+        resource, and the prior observations at ``max_resource``. Values as given (None:
+        failed); at most one point per trial and resource."""
+        configs = {t: c for t, (c, _) in self.observations.items()} | dict(self.pending)
+        points: dict[tuple[str, int], tuple[Mapping[str, Any], int, float | None]] = {}
+        for trial_id, reports in self._reports.items():
+            config = configs.get(trial_id)
+            if config is None:
+                continue
+            passed = 0
+            for resource, value in reports:
+                while passed < len(self.levels) and resource >= self.levels[passed]:
+                    points[(trial_id, resource)] = (config, resource, value)
+                    passed += 1
+        for trial_id, (config, value) in self.observations.items():
+            reports = self._reports.get(trial_id)
+            resource = reports[-1][0] if reports else self._max_resource
+            points[(trial_id, resource)] = (config, min(resource, self._max_resource), value)
+        prior_points = [(c, self._max_resource, v) for c, v in self.prior_observations]
+        return prior_points + list(points.values())
+
+    def _target_resource(self, points: list[tuple[Mapping[str, Any], int, float | None]]) -> int:
+        """The highest rung level reached by at least ``d + 2`` results (else the lowest)."""
+        needed = self.space.dimension + 2
+        for level in reversed(self.levels):
+            if sum(resource >= level for _, resource, _ in points) >= needed:
+                return level
+        return self.levels[0]
+
+    def _bucket(self, resource: int) -> int:
+        """How many rung levels ``resource`` has reached (its rung is ``levels[n - 1]``)."""
+        return int(np.searchsorted(self.levels, resource, side="right"))
+
+    def _design(
+        self,
+        points: list[tuple[Mapping[str, Any], int, float | None]],
+        target_resource: int,
+        index: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Model inputs (``n x (d + 1)``) and larger-is-better values (``n``); failures take
+        the worst finite value; beyond ``max_model_points``, every point at or above the
+        target resource is kept (the best ones if even those are too many), then the best
+        of the rest and a seeded sample of the others."""
+        finite = [self._to_maximize(v) for *_, v in points if v is not None]
+        worst = min(finite)
+        x = np.array(
+            [
+                [*self.space.to_unit(c), multi_fidelity_gp.fidelity(r, self._max_resource)]
+                for c, r, _ in points
+            ]
+        )
+        y = np.array([worst if v is None else self._to_maximize(v) for *_, v in points])
+        if self._rung_scores:
+            buckets = np.array([self._bucket(r) for _, r, _ in points])
+            y = multi_fidelity_gp.normal_scores(y, buckets)
+        budget = self._max_model_points
+        if len(y) <= budget:
+            return x, y
+        high = np.array([r >= target_resource for _, r, _ in points])
+        order_high = np.flatnonzero(high)[np.argsort(-y[high], kind="stable")][:budget]
+        rest = np.flatnonzero(~high)[np.argsort(-y[~high], kind="stable")]
+        room = budget - len(order_high)
+        best_rest = rest[: room // 2]
+        others = rest[room // 2 :]
+        sample = _generator(self.seed, SUBSAMPLE_STREAM, index).choice(
+            others, size=min(room - len(best_rest), len(others)), replace=False
+        )
+        keep = np.sort(np.concatenate([order_high, best_rest, sample]).astype(int))
+        return x[keep], y[keep]
+
+    # ------------------------------------------------------------ state
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "options": self._options(),
+            "reports": [[t, [[r, v] for r, v in reports]] for t, reports in self._reports.items()],
+            "successive_halving": self._halving.state_dict(),
+            "gp_hyperparameters": self._hyperparameters,
+            "gp_fitted_on": self._fitted_on,
+            "suggest_seconds": list(self._suggest_seconds),
+        }
+
+    def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
+        try:
+            options = dict(extra["options"])
+            reports = {
+                str(t): [(int(r), None if v is None else float(v)) for r, v in rows]
+                for t, rows in extra["reports"]
+            }
+            saved = extra["gp_hyperparameters"]
+            hyperparameters = (
+                None
+                if saved is None
+                else {str(k): [float(x) for x in v] for k, v in dict(saved).items()}
+            )
+            fitted_on = int(extra["gp_fitted_on"])
+            seconds = [float(s) for s in extra["suggest_seconds"]]
+            halving_state = extra["successive_halving"]
+        except (KeyError, TypeError, ValueError) as error:
+            raise StateDictError(f"Hyperband state is malformed: {error}") from error
+        if options != self._options():
+            raise StateDictError(
+                f"Hyperband state options {options!r} do not match this searcher's "
+                f"{self._options()!r}; build the searcher as the saved one was built"
+            )
+        if hyperparameters and not all(
+            math.isfinite(x) for values in hyperparameters.values() for x in values
+        ):
+            raise StateDictError("Hyperband state has non-finite GP hyperparameters")
+        self._halving.load_state_dict(halving_state)
+        self._reports = reports
+        self._hyperparameters = hyperparameters
+        self._fitted_on = fitted_on
+        self._suggest_seconds = seconds
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "min_resource": self._min_resource,
+            "max_resource": self._max_resource,
+            "reduction_factor": self.reduction_factor,
+            "guided": self._guided,
+        }
+
+
+def _perturb(
+    anchors: np.ndarray, steps: tuple[float, ...], copies: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``copies`` Gaussian perturbations of each anchor (``k x d``) per step size."""
+    if len(anchors) == 0:
+        return anchors
+    blocks = [
+        np.repeat(anchors, copies, axis=0)
+        + rng.normal(0.0, step, (len(anchors) * copies, anchors.shape[1]))
+        for step in steps
+    ]
+    return np.vstack(blocks)
+
+
+def _at(points: np.ndarray, fidelity: float) -> np.ndarray:
+    """``points`` (``m x d``) with a last column ``fidelity``: ``m x (d + 1)``."""
+    return np.hstack([points, np.full((len(points), 1), fidelity)])
+
+
+def _generator(seed: int, stream: int, index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, stream, index]))
+
+
+def _finite(value: object, *, field: str) -> float | None:
+    """``value`` as a finite float, or None for None, NaN and ±inf."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ObservationError(f"{field}={value!r} must be a real number or None")
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _check_count(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SearcherOptionError(f"{name}={value!r} must be an integer >= {minimum}")
