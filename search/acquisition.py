@@ -141,7 +141,7 @@ def choose_point(
             return None
         points = np.array(untried)
         return _best(points, _score(acquisition, points))
-    domain = _Domain(space)
+    domain = Domain(space)
     search = _LocalSearch(acquisition, domain, settings, rng)
     search.run(anchors)
     for point, value in search.best_first():
@@ -169,7 +169,7 @@ def log_expected_improvement(acquisition: qLogNoisyExpectedImprovement, point: n
         acquisition.set_X_pending(saved_pending)
 
 
-class _Domain:
+class Domain:
     """Per-coordinate kinds of a space's unit cube, for mutating and snapping points."""
 
     def __init__(self, space: SearchSpace) -> None:
@@ -218,7 +218,7 @@ class _LocalSearch:
     def __init__(
         self,
         acquisition: qLogNoisyExpectedImprovement,
-        domain: _Domain,
+        domain: Domain,
         settings: AcquisitionSettings,
         rng: np.random.Generator,
     ) -> None:

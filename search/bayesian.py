@@ -48,13 +48,22 @@ from linear_operator.utils.errors import NanError, NotPSDError
 
 from search.acquisition import (
     AcquisitionSettings,
+    Choice,
+    Domain,
     choose_point,
     log_expected_improvement,
     make_acquisition,
 )
+from search.batch import (
+    LocalPenalty,
+    PendingStrategy,
+    posterior_mean_and_std,
+    thompson_candidates,
+    thompson_pick,
+)
 from search.enums import ObjectiveType, Strategy
 from search.errors import SearcherOptionError, StateDictError
-from search.gp_model import Hyperparameters, fit_gp
+from search.gp_model import Hyperparameters, fit_gp, hyperparameters_of
 from search.parameters import CategoricalParameter
 from search.rng import (
     ACQUISITION_STREAM,
@@ -116,6 +125,8 @@ class BayesianSearcher(Searcher):
         raw_samples, num_restarts, mc_samples: acquisition optimisation effort (random
             candidates scored first, parents kept by the local search, MC samples).
         max_model_points: most observations the GP is fitted to (see above).
+        pending_strategy: how running trials shape the next suggestion (see
+            ``search.batch``; default: qLogNEI over fantasies of their outcomes).
         model_fitter: fits the surrogate (default ``gp_model.fit_gp``); an extension
             point, also used by tests to exercise the fallback path.
 
@@ -141,6 +152,7 @@ class BayesianSearcher(Searcher):
         num_restarts: int = 10,
         mc_samples: int = 64,
         max_model_points: int = 200,
+        pending_strategy: PendingStrategy | str = PendingStrategy.FANTASIES,
         model_fitter: ModelFitter = fit_gp,
     ) -> None:
         super().__init__(
@@ -161,6 +173,13 @@ class BayesianSearcher(Searcher):
             raw_samples=raw_samples, num_restarts=num_restarts, mc_samples=mc_samples
         )
         self._max_model_points = max_model_points
+        try:
+            self._pending_strategy = PendingStrategy(pending_strategy)
+        except ValueError as error:
+            allowed = ", ".join(s.value for s in PendingStrategy)
+            raise SearcherOptionError(
+                f"pending_strategy={pending_strategy!r} is not one of: {allowed}"
+            ) from error
         self._model_fitter = model_fitter
         self._categorical_dims = [
             dim
@@ -246,22 +265,34 @@ class BayesianSearcher(Searcher):
         if refit or self._hyperparameters is None:
             self._hyperparameters, self._fitted_on = hyperparameters, observed
         pending = [self.space.to_unit(c) for c in self.pending.values()]
+        x_pending = torch.from_numpy(np.array(pending)) if pending else None
+        seed = derived_seed(self.seed, TORCH_STREAM, index)
+        rng = self._rng(index, ACQUISITION_STREAM)
+        anchors = train_x[np.argsort(-model_y, kind="stable")[:ANCHOR_COUNT]]
+        strategy = self._pending_strategy if x_pending is not None else PendingStrategy.FANTASIES
+        if strategy in (PendingStrategy.BELIEVER, PendingStrategy.THOMPSON):
+            model = self._believer(model, x, model_y, x_pending)
         acquisition = make_acquisition(
             model,
             x_baseline=x,
-            x_pending=torch.from_numpy(np.array(pending)) if pending else None,
+            x_pending=x_pending if strategy is PendingStrategy.FANTASIES else None,
             mc_samples=self._settings.mc_samples,
-            seed=derived_seed(self.seed, TORCH_STREAM, index),
+            seed=seed,
         )
-        anchors = train_x[np.argsort(-model_y, kind="stable")[:ANCHOR_COUNT]]
-        choice = choose_point(
-            acquisition,
-            self.space,
-            settings=self._settings,
-            seen=seen,
-            rng=self._rng(index, ACQUISITION_STREAM),
-            anchors=anchors,
-        )
+        if strategy is PendingStrategy.THOMPSON:
+            candidates = thompson_candidates(self.space, rng, anchors, Domain(self.space).snap)
+            picked = thompson_pick(model, candidates, self.space, seen, seed)
+            if picked is None:
+                return None
+            choice = Choice(*picked)
+        else:
+            scorer = acquisition
+            if strategy is PendingStrategy.PENALTY:
+                best = float(model_y.max())
+                scorer = LocalPenalty(acquisition, model, x_pending, best=best, rng=rng)
+            choice = choose_point(
+                scorer, self.space, settings=self._settings, seen=seen, rng=rng, anchors=anchors
+            )
         if choice is None:
             return None
         if not math.isfinite(choice.value):
@@ -270,6 +301,21 @@ class BayesianSearcher(Searcher):
         spread = float(model_y.max() - model_y.min()) or 1.0
         expected_improvement = math.exp(log_expected_improvement(acquisition, point)) / spread
         return self.space.from_unit(point), expected_improvement
+
+    def _believer(
+        self, model: Any, x: torch.Tensor, model_y: np.ndarray, x_pending: torch.Tensor
+    ) -> Any:
+        """The GP with the same hyperparameters, also conditioned on the pending points
+        (``p x d``) at its posterior mean there."""
+        mean, _ = posterior_mean_and_std(model, x_pending)
+        believed, _ = self._model_fitter(
+            torch.cat([x, x_pending]),
+            torch.cat([torch.from_numpy(model_y), mean]).unsqueeze(-1),
+            categorical_dims=self._categorical_dims,
+            initial=hyperparameters_of(model),
+            optimize=False,
+        )
+        return believed
 
     def _training_data(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
         """Unit points (``n x d``) and larger-is-better values (``n``) the model sees,
