@@ -46,7 +46,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,6 +76,7 @@ class TrialRun:
     first_epoch_start: float
     last_epoch_end: float
     breakdown: dict[str, float] | None  # seconds per phase, from the trainer's footer
+    model_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,12 +158,17 @@ def parse_log(lines: Sequence[tuple[float, str]], *, wall_seconds: float) -> Tri
 
 
 def run_trials(
-    *, argv: Sequence[str], count: int, env: Mapping[str, str], log_dir: Path
+    *,
+    argvs: Sequence[Sequence[str]],
+    env: Mapping[str, str],
+    log_dir: Path,
+    deadline: float | None = None,
 ) -> tuple[list[TrialRun], float]:
-    """Start `count` copies of `argv` together, each with its own model directory; wait for
-    all; parse each log. Returns the runs and the span from the first start to the last exit."""
+    """Start one trainer per argv, all at once, each with its own model directory under
+    `log_dir`; wait for all (killing them at `deadline`, a time.monotonic() value); parse each
+    log. Returns the runs and the span from the first start to the last exit."""
     running = []
-    for index in range(count):
+    for index, argv in enumerate(argvs):
         model_dir = log_dir / f"model-{index}"
         started = time.time()
         process = subprocess.Popen(
@@ -173,21 +179,25 @@ def run_trials(
             stderr=subprocess.STDOUT,
             text=True,
         )
-        running.append(
-            _Process(process=process, started=started, log_path=log_dir / f"{index}.log")
-        )
+        log_path = log_dir / f"{index}.log"
+        running.append(_Process(process=process, started=started, log_path=log_path))
     pumps = [threading.Thread(target=trial.pump, daemon=True) for trial in running]
     for pump in pumps:
         pump.start()
     for pump in pumps:
-        pump.join()
+        pump.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if pump.is_alive():
+            for trial in running:
+                trial.process.kill()
+            raise TimeoutError(f"trainers still running at the deadline; logs in {log_dir}")
     runs = []
     for index, trial in enumerate(running):
         if trial.process.returncode != 0:
             tail = "".join(line for _, line in trial.lines)[-3000:]
             raise RuntimeError(f"trial {index} exited with {trial.process.returncode}:\n{tail}")
         assert trial.ended is not None
-        runs.append(parse_log(trial.lines, wall_seconds=trial.ended - trial.started))
+        run = parse_log(trial.lines, wall_seconds=trial.ended - trial.started)
+        runs.append(replace(run, model_dir=str(log_dir / f"model-{index}")))
     span = max(t.ended for t in running if t.ended) - min(t.started for t in running)
     return runs, span
 
@@ -222,6 +232,23 @@ def trainer_environment(
     return env | dict(extra), share
 
 
+def trainer_argv(
+    *,
+    trainer: str,
+    python: Path | None,
+    data_dir: Path,
+    model: str,
+    epochs: int,
+    batch_size: int,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The trainer's command line, with the benchmark's fixed hyperparameters."""
+    argv = [str(python or DEFAULT_PYTHON[trainer]), "-m", TRAINER_MODULES[trainer]]
+    argv += ["--data-dir", str(data_dir), "--model", model]
+    argv += ["--epochs", str(epochs), "--batch_size", str(batch_size)]
+    return argv + ["--learning_rate", "0.05", "--momentum", "0.9", "--wd", "0.0005", *extra]
+
+
 def measure(
     *,
     trainer: str = "torch",
@@ -238,6 +265,7 @@ def measure(
     trainer_args: Sequence[str] = (),
     gpu_share: float | None = None,
     extra_env: Mapping[str, str] | None = None,
+    deadline: float | None = None,
 ) -> Summary:
     """Run `trials` trainers at once (logs and model directories under `scratch`)."""
     if trials < 1:
@@ -251,12 +279,17 @@ def measure(
     env, share = trainer_environment(
         device=device, trials=trials, gpu_share=gpu_share, extra=extra_env or {}
     )
-    argv = [str(python or DEFAULT_PYTHON[trainer]), "-m", TRAINER_MODULES[trainer]]
-    argv += ["--data-dir", str(data_dir), "--model", model]
-    argv += ["--epochs", str(epochs), "--batch_size", str(batch_size)]
-    argv += ["--learning_rate", "0.05", "--momentum", "0.9", "--wd", "0.0005", *trainer_args]
+    argv = trainer_argv(
+        trainer=trainer,
+        python=python,
+        data_dir=data_dir,
+        model=model,
+        epochs=epochs,
+        batch_size=batch_size,
+        extra=trainer_args,
+    )
     log_dir = Path(tempfile.mkdtemp(prefix=f"{trainer}-x{trials}-", dir=scratch))
-    runs, span = run_trials(argv=argv, count=trials, env=env, log_dir=log_dir)
+    runs, span = run_trials(argvs=[argv] * trials, env=env, log_dir=log_dir, deadline=deadline)
     together_span = max(r.last_epoch_end for r in runs) - min(r.first_epoch_start for r in runs)
     breakdowns = [r.breakdown for r in runs if r.breakdown is not None]
     return Summary(
