@@ -150,6 +150,7 @@ class Check:
     def __init__(self, *, plan: Plan, out: Path, python: Path, command: str) -> None:
         self.plan, self.out, self.python = plan, out, python
         self.started = time.monotonic()
+        self.trainer_extra: list[str] = []  # for every later trainer (the eager fallback)
         self.scratch = Path(tempfile.mkdtemp(prefix="gpu-check-"))
         self.results: dict[str, object] = {
             "mode": "full" if plan.device == "gpu" else "cpu-smoke",
@@ -173,7 +174,7 @@ class Check:
             model=self.plan.model,
             epochs=epochs,
             batch_size=self.plan.batch,
-            extra=extra,
+            extra=[*self.trainer_extra, *extra],
         )
 
     def run(
@@ -229,6 +230,7 @@ class Check:
 
     def write(self) -> None:
         self.results["seconds"] = round(time.monotonic() - self.started, 2)
+        self.results["extra_trainer_args"] = self.trainer_extra
         (self.out / JSON_NAME).write_text(json.dumps(self.results, indent=2) + "\n")
         (self.out / MARKDOWN_NAME).write_text(markdown(self.results))
 
@@ -260,11 +262,12 @@ def check_parity(check: Check) -> dict[str, object]:
         if eager[name].is_floating_point()
     }
     worst = max(differences, key=differences.get)
-    log = (check.out / "logs" / "parity" / "0.log").read_text()
+    setup = setup_line(check, "parity")
     return {
         "steps": plan.parity_steps,
         "batch": plan.batch,
-        "graphs_captured": "cuda_graphs=True" in log,
+        "graphs_captured": setup is not None and "cuda_graphs=True" in setup,
+        "setup": setup,
         "max_abs_difference": differences[worst],
         "worst_tensor": worst,
         "bitwise_equal": all(torch.equal(graphs[n], eager[n]) for n in eager),
@@ -274,10 +277,26 @@ def check_parity(check: Check) -> dict[str, object]:
     }
 
 
+def setup_line(check: Check, label: str) -> str | None:
+    """The trainer's `setup:` line (device, precision, graphs, TF32, cuDNN, memory cap)."""
+    log = check.out / "logs" / label / "0.log"
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return next((line for line in lines if line.startswith("setup: ")), None)
+
+
 def check_trial(check: Check, data: Path) -> dict[str, object]:
+    """The flagship trial. Should it fail with CUDA graphs, it runs again without them and the
+    parts after it do too, so one GPU session still measures something (the error is kept)."""
     plan = check.plan
-    runs, _ = check.run("trial", [check.argv(data=data, epochs=plan.trial_epochs)])
+    graphs_error = None
+    try:
+        runs, _ = check.run("trial", [check.argv(data=data, epochs=plan.trial_epochs)])
+    except RuntimeError as exc:
+        graphs_error = str(exc)[-3000:]
+        check.trainer_extra = ["--cuda_graphs", "false"]
+        runs, _ = check.run("trial-eager", [check.argv(data=data, epochs=plan.trial_epochs)])
     check.forget("trial")
+    check.forget("trial-eager")
     (run,) = runs
     return {
         "model": plan.model,
@@ -288,6 +307,8 @@ def check_trial(check: Check, data: Path) -> dict[str, object]:
         "breakdown_seconds": run.breakdown,
         "steady_images_per_second": round(run.steady_images_per_second),
         "final_accuracy": run.final_accuracy,
+        "setup": setup_line(check, "trial" if graphs_error is None else "trial-eager"),
+        "graphs_error": graphs_error,
         "target_seconds": TRIAL_TARGET_S,
         "met": run.wall_seconds <= TRIAL_TARGET_S,
     }
@@ -448,7 +469,10 @@ if torch.cuda.is_available():
     info["gpu"] = {"name": p.name, "capability": f"{p.major}.{p.minor}",
                    "memory_gib": round(p.total_memory / 2**30, 1),
                    "count": torch.cuda.device_count()}
-    info["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
+    try:
+        info["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
+    except (AttributeError, RuntimeError):
+        info["nccl"] = None
 print(json.dumps(info))
 """
 
