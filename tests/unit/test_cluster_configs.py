@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -155,6 +157,51 @@ def test_every_node_mounts_the_shared_storage_and_builds_both_environments(name:
     assert "python3 -m venv .venv;" in setup and ".venv/bin/pip install -q -e ." in setup
     assert "s/^mxnet==/mxnet-cu112==/" in setup, "GPU nodes need MXNet's CUDA build"
     assert "torch" not in setup
+
+
+def mps_command(config: dict[str, Any]) -> str:
+    [command] = [c for c in config["worker_start_ray_commands"] if "nvidia-cuda-mps-control" in c]
+    return command
+
+
+@pytest.mark.parametrize("name", CLUSTER_CONFIGS)
+def test_gpu_nodes_start_the_mps_daemon_before_ray(name: str) -> None:
+    """Packed trials share a GPU's time slices unless CUDA MPS runs; the head has no GPU."""
+    config = cluster_config(name)
+    workers = config["worker_start_ray_commands"]
+    command = mps_command(config)
+    assert workers.index(command) < workers.index(ray_start_commands(config)[1])
+    assert "nvidia-cuda-mps-control -d" in command
+    assert not any("mps" in c.lower() for c in config["head_start_ray_commands"])
+
+
+@pytest.mark.parametrize("name", CLUSTER_CONFIGS)
+@pytest.mark.parametrize(
+    ("opted_out", "message"),
+    [(False, "no nvidia-cuda-mps-control on"), (True, "MPS opted out on")],
+)
+def test_the_mps_command_never_fails_a_node_start(
+    name: str, opted_out: bool, message: str, tmp_path: Path
+) -> None:
+    """Ray's launcher stops at a failing command: a node without MPS, or opted out with
+    ~/.openamt-no-mps (deploy/README.md), must still start Ray."""
+    if opted_out:
+        (tmp_path / ".openamt-no-mps").touch()
+    bin_dir = tmp_path / "bin"  # the shell's tools, and no nvidia-cuda-mps-control among them
+    bin_dir.mkdir()
+    for tool in ("hostname", "pgrep", "id"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+
+    completed = subprocess.run(
+        [shutil.which("bash"), "-c", mps_command(cluster_config(name))],
+        env={"HOME": str(tmp_path), "PATH": str(bin_dir), "USER": "openamt"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith(f"openamt: {message}")
 
 
 def test_aws_workers_are_p3_8xlarge_and_the_head_runs_no_trials() -> None:
