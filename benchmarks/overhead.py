@@ -148,8 +148,10 @@ def _trainer_argv(trainer: Path, sleep_s: float) -> list[str]:
 def _run_openamt(
     *, strategy: str, trials: int, parallel: int, sleep_s: float, workdir: Path, trainer: Path
 ) -> dict:
-    from orchestrator.store.ledger import read_events
     from orchestrator.spec import JobSpec
+    from orchestrator.store.job_dir import JobDir
+    from orchestrator.store.ledger import read_events
+    from orchestrator.trial.outcome import TrialState
     from orchestrator.tune.runner import RunOptions, run_job
 
     spec = JobSpec.from_mapping(
@@ -160,17 +162,18 @@ def _run_openamt(
         started = time.perf_counter()
         result = run_job(spec, RunOptions(show_progress=False, metrics_port=port))
         wall_s = time.perf_counter() - started
-    events = read_events(spec.job_dir / "ledger.jsonl")
+    ledger_path = JobDir(path=spec.job_dir).ledger_path
+    events = read_events(ledger_path)
     size, files = _tree_size(spec.job_dir)
     ray_size, _ = _tree_size(spec.job_dir / "ray")
     return {
         "wall_s": wall_s,
         "finished_trials": sum(1 for t in result.trials.values() if t.state.finished),
-        "failed_trials": sum(1 for t in result.trials.values() if t.state.value == "Failed"),
+        "failed_trials": sum(1 for t in result.trials.values() if t.state is TrialState.FAILED),
         "job_dir_mib": size / 2**20,
         "job_dir_files": files,
         "job_dir_ray_mib": ray_size / 2**20,
-        "ledger_kib": (spec.job_dir / "ledger.jsonl").stat().st_size / 1024,
+        "ledger_kib": ledger_path.stat().st_size / 1024,
         **_slot_breakdown(events, job_dir=spec.job_dir, parallel=parallel),
         **scraper.summary(),
     }
@@ -217,16 +220,18 @@ def _slot_breakdown(
     * gap: a completion -> the next trial handed out (the slot standing idle, e.g. while the
       GP suggests).
     """
+    from orchestrator.store.job_dir import JobDir
+
     starts = {e["trial_id"]: e["time"] for e in events if e["event"] == "trial_started"}
     ends = {e["trial_id"]: e for e in events if e["event"] == "trial_completed"}
     first_wave = sorted(starts, key=starts.get)[:parallel]
     waits, first_waits, finishes = [], [], []
     for trial_id, started in starts.items():
-        trial_dir = job_dir / "trials" / trial_id
-        wait = (trial_dir / "hyperparameters.json").stat().st_mtime - started
+        files = JobDir(path=job_dir).trial_files(trial_id)
+        wait = files.hyperparameters.stat().st_mtime - started
         (first_waits if trial_id in first_wave else waits).append(wait)
         if trial_id in ends:
-            finishes.append(ends[trial_id]["time"] - (trial_dir / "log.txt").stat().st_mtime)
+            finishes.append(ends[trial_id]["time"] - files.log.stat().st_mtime)
     process = [e["duration_s"] for e in ends.values() if e.get("duration_s") is not None]
     completion_times = sorted(e["time"] for e in ends.values())
     gaps = []

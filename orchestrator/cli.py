@@ -11,8 +11,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.errors import OpenAMTError, SpecError
-from orchestrator.monitor.exporter import DEFAULT_METRICS_PORT
+from orchestrator.errors import JobInterrupted, OpenAMTError, SpecError
+from orchestrator.monitor.server import DEFAULT_METRICS_PORT
+from orchestrator.trial.outcome import TrialState
 
 EXAMPLES = {
     "tune": "openamt tune deploy/jobs/quickstart-digits.yaml\n"
@@ -42,8 +43,6 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[red]error:[/] {error}", highlight=False)
         return EXIT_BAD_INPUT
     except OpenAMTError as error:
-        from orchestrator.tune.runner import JobInterrupted
-
         err_console.print(f"[red]error:[/] {error}", highlight=False)
         return EXIT_INTERRUPTED if isinstance(error, JobInterrupted) else EXIT_ERROR
     except OSError as error:  # disk full, permissions: the job stays resumable
@@ -198,9 +197,9 @@ def _validate(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from orchestrator.store.view import load_job
+    from orchestrator.store.view import load_job_view
 
-    view = load_job(args.job_dir)
+    view = load_job_view(args.job_dir)
     counts = Counter(t.state.value for t in view.trials.values())
     max_jobs = view.spec.get("max_jobs")
     console.print(f"job {view.spec.get('name')}  ({view.path})")
@@ -211,7 +210,7 @@ def _status(args: argparse.Namespace) -> int:
     best = view.best
     if best is not None:
         console.print(f"best: {best.trial_id}  {view.objective_metric_name}={best.objective:.6g}")
-    running = [t for t in view.trials.values() if t.state.value == "Running"]
+    running = [t for t in view.trials.values() if t.state is TrialState.RUNNING]
     if running:
         table = Table("trial", "attempt", "latest objective", "epoch")
         for t in running:
@@ -223,17 +222,14 @@ def _status(args: argparse.Namespace) -> int:
                 str(last[0]) if last else "-",
             )
         console.print(table)
-    completion = view.completion
-    console.print(
-        f"state: finished ({completion['reason']})" if completion else "state: not finished"
-    )
+    console.print(f"state: {view.status_text}")
     return EXIT_OK
 
 
 def _best(args: argparse.Namespace) -> int:
-    from orchestrator.store.view import load_job
+    from orchestrator.store.view import load_job_view
 
-    view = load_job(args.job_dir)
+    view = load_job_view(args.job_dir)
     best = view.best
     if best is None:
         raise OpenAMTError(f"{args.job_dir}: no trial has an objective value yet")
@@ -256,9 +252,10 @@ def _best(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from orchestrator.store.view import load_job, write_csv
+    from orchestrator.store.export import write_csv
+    from orchestrator.store.view import load_job_view
 
-    view = load_job(args.job_dir)
+    view = load_job_view(args.job_dir)
     if args.output is None:
         write_csv(view, sys.stdout)
     else:

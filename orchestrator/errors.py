@@ -70,5 +70,17 @@ class TrialError(OpenAMTError):
     """A trial could not be started or its outcome could not be recorded."""
 
 
-class ClusterError(OpenAMTError):
-    """Ray could not be reached or cannot provide what the job needs."""
+class TunerError(OpenAMTError):
+    """The tuner was used in a way it cannot honour (no job yet, a function trainer detached)."""
+
+
+class TuningJobFailedError(TunerError):
+    """The job's driver ended without recording the end of the job."""
+
+
+class WaitTimeoutError(TunerError, TimeoutError):
+    """`wait(timeout=...)` ran out of time; the job goes on."""
+
+
+class JobInterrupted(OpenAMTError):
+    """The driver was asked to stop (Ctrl-C / SIGTERM); the job is resumable."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping
 
-from orchestrator.store.ledger import TrialRecord
+from orchestrator.store.records import TrialRecord
 
 MIN_REFERENCE_TRIALS = 3
 

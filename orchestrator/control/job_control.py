@@ -1,6 +1,6 @@
 """Early stopping and completion criteria for a running job, without Ray.
 
-`JobControl` is a listener (see `orchestrator.tune.adapter`) that also answers the two questions
+`JobControl` is a listener (see `orchestrator.control.events`) that also answers the two questions
 Ray Tune's stopper asks: should this trial stop after this result, and should everything stop.
 """
 
@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from orchestrator.control.completion import CompletionRules
 from orchestrator.control.early_stopping import MedianStoppingRule
-from orchestrator.store.ledger import TrialRecord, TrialState
-from orchestrator.control.planner import TrialEnd, TrialPlanner
+from orchestrator.control.events import TrialEvent, TrialFinished
+from orchestrator.control.planner import TrialPlanner
+from orchestrator.store.records import TrialRecord
+from orchestrator.trial.outcome import TrialState
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +69,14 @@ class JobControl:
             self._complete(reason)
         return self.stop_everything
 
-    def listener(self, event: str, trial_id: str, details: dict[str, Any]) -> None:
-        if event != "finished":
+    def listener(self, event: TrialEvent) -> None:
+        if not isinstance(event, TrialFinished):
             return
-        end: TrialEnd = details["end"]
-        if details["will_retry"] or end.state is TrialState.FAILED:
+        end, trial_id = event.end, event.trial_id
+        if event.will_retry or end.state is TrialState.FAILED:
             if self.median_rule is not None:
                 self.median_rule.discard(trial_id)
-            if details["will_retry"]:
+            if event.will_retry:
                 return
         elif self.median_rule is not None:
             self.median_rule.finish(trial_id)
@@ -84,7 +85,7 @@ class JobControl:
         self._maybe_complete()
 
     def _maybe_complete(self) -> None:
-        history = getattr(self.planner.searcher, "expected_improvement_history", [])
+        history = self.planner.searcher.telemetry().expected_improvement_history
         reason = self.rules.after_trial([value for _, value in history])
         if reason is not None:
             self._complete(reason)

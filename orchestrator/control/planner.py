@@ -15,36 +15,25 @@ then new suggestions until `max_jobs` trials exist. A trial id is `trial-NNNN`, 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
 import time
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from orchestrator.control.suggest_ahead import SuggestAhead
 from orchestrator.store.job_dir import JobDir
-from orchestrator.store.ledger import Event, Ledger, TrialState, summarize_trials
+from orchestrator.store.ledger import Event, Ledger
+from orchestrator.store.records import summarize_trials
+from orchestrator.trial.outcome import TrialEnd, TrialState
+from search import Searcher
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED_REASON = "the driver stopped before this attempt finished; restarted on resume"
-
-
-class SearcherLike(Protocol):
-    """What the planner needs of a `search.Searcher`."""
-
-    fallback_count: int
-
-    @property
-    def pending(self) -> Mapping[str, dict[str, Any]]: ...
-    @property
-    def observations(self) -> Mapping[str, tuple[dict[str, Any], float | None]]: ...
-    def suggest(self, trial_id: str) -> dict[str, Any] | None: ...
-    def observe(self, trial_id: str, value: float | None) -> None: ...
-    def forget(self, trial_id: str) -> None: ...
-    def state_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -56,34 +45,26 @@ class TrialAssignment:
     hyperparameters: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class TrialEnd:
-    """How an attempt ended, as the trainable (or Ray, for lost workers) reports it."""
-
-    state: TrialState
-    objective: float | None
-    reason: str | None = None
-    retryable: bool = False
-    exit_code: int | None = None
-    signal: str | None = None
-    duration_s: float | None = None
-    node_id: str | None = None
-
-
 class TrialPlanner:
     """Hands out trial assignments and records their ends; see the module docstring."""
 
     def __init__(
         self,
         *,
-        searcher: SearcherLike,
+        searcher: Searcher,
         ledger: Ledger,
         job_dir: JobDir,
         max_jobs: int,
         max_parallel_jobs: int,
         max_retry_attempts: int = 0,
     ) -> None:
-        self.searcher = searcher
+        # Every suggestion goes through suggest-ahead, which computes the next one in the
+        # background when waiting for it would cost the trials more than computing it early.
+        self.searcher = SuggestAhead(
+            searcher,
+            successor=functools.partial(next_trial_name, max_jobs=max_jobs),
+            max_parallel_jobs=max_parallel_jobs,
+        )
         self.ledger = ledger
         self.job_dir = job_dir
         self.max_jobs = max_jobs
@@ -217,6 +198,7 @@ class TrialPlanner:
             objective=end.objective,
             reason=end.reason,
             retryable=end.retryable,
+            cause=end.cause.value,
             will_retry=will_retry,
             exit_code=end.exit_code,
             signal=end.signal,
@@ -258,10 +240,8 @@ class TrialPlanner:
     def close(self) -> None:
         """End of a driver run: drop a suggestion computed ahead for a trial that will not
         start (see `suggest_ahead`) and save the searcher state."""
-        close = getattr(self.searcher, "close", None)
-        if close is not None:
-            close()
-            self._save_state()
+        self.searcher.close()
+        self._save_state()
 
     def _save_state(self) -> None:
         self.job_dir.save_searcher_state(self.searcher.state_dict())

@@ -32,6 +32,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from search import Searcher, SearchTelemetry
+
 #: Suggest ahead once suggestions cost more than this fraction of a trial's duration.
 AHEAD_THRESHOLD = 0.02
 #: Weight of the newest sample in the running means of suggestion and trial times.
@@ -44,7 +46,7 @@ class SuggestAhead:
     """A searcher wrapper (the planner's `SearcherLike`) that may suggest one trial ahead."""
 
     def __init__(
-        self, searcher: Any, *, successor: Callable[[str], str | None], max_parallel_jobs: int
+        self, searcher: Searcher, *, successor: Callable[[str], str | None], max_parallel_jobs: int
     ) -> None:
         self._searcher = searcher
         self._successor = successor
@@ -121,15 +123,9 @@ class SuggestAhead:
             self._catch_up()
             return dict(self._searcher.observations)
 
-    @property
-    def fallback_count(self) -> int:
-        """Read without the lock: an int, only ever replaced."""
-        return self._searcher.fallback_count
-
-    @property
-    def expected_improvement_history(self) -> list[tuple[str, float]]:
-        """Read without the lock: a copy of a list the searcher only appends to."""
-        return list(getattr(self._searcher, "expected_improvement_history", []))
+    def telemetry(self) -> SearchTelemetry:
+        """The searcher's latest counters and timings; never waits for a suggestion."""
+        return self._searcher.telemetry()
 
     # -- running ahead ----------------------------------------------------------------------
     @property

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from orchestrator.monitor.exporter import TuningMetrics, start_metrics_server
-from orchestrator.store.ledger import TrialRecord
-from orchestrator.spec import JobSpec
+from orchestrator.control.events import (
+    Listener,
+    TrialEvent,
+    TrialFinished,
+    TrialProgress,
+    TrialStarted,
+)
 from orchestrator.control.planner import TrialPlanner
+from orchestrator.monitor.exporter import TuningMetrics
+from orchestrator.monitor.server import start_metrics_server
+from orchestrator.spec import JobSpec
+from orchestrator.store.records import TrialRecord
 
 
 def start_job_metrics(
@@ -21,7 +28,7 @@ def start_job_metrics(
     host: str,
     port: int,
     allow_public: bool,
-) -> tuple[Callable[[str, str, dict[str, Any]], None], Callable[[], None]]:
+) -> tuple[Listener, Callable[[], None]]:
     """Serve the job's metrics and return (listener, close).
 
     Called before Ray starts, so a taken port fails the job before any trial runs.
@@ -41,37 +48,35 @@ def start_job_metrics(
     )
     total_epochs = _total_epochs(spec)
     gpus = spec.resources_per_trial.gpu
-    # The searcher's own timings when it keeps them (`SuggestAhead`), else the planner's.
-    computed = getattr(planner.searcher, "compute_seconds", planner.suggest_seconds)
-    waited = planner.suggest_seconds
+    computed = planner.searcher.compute_seconds  # the searcher's own time per suggestion
+    waited = planner.suggest_seconds  # what free slots waited for their suggestions
     computed_seen, waited_seen = len(computed), len(waited)
 
-    def listener(event: str, trial_id: str, details: dict[str, Any]) -> None:
+    def listener(event: TrialEvent) -> None:
         nonlocal computed_seen, waited_seen
         for seconds in computed[computed_seen:]:
             metrics.observe_suggestion_latency(seconds)
         for seconds in waited[waited_seen:]:
             metrics.observe_suggestion_wait(seconds)
         computed_seen, waited_seen = len(computed), len(waited)
-        metrics.set_fallback_count(planner.searcher.fallback_count)
-        if event == "started":
-            metrics.trial_started(trial_id)
-        elif event == "progress":
+        metrics.set_fallback_count(planner.searcher.telemetry().fallback_count)
+        if isinstance(event, TrialStarted):
+            metrics.trial_started(event.trial_id)
+        elif isinstance(event, TrialProgress):
             metrics.trial_progress(
-                trial_id,
-                objective=details["objective"],
-                epoch=details["epoch"],
+                event.trial_id,
+                objective=event.objective,
+                epoch=event.epoch,
                 total_epochs=total_epochs,
             )
-        elif event == "finished":
-            end = details["end"]
+        elif isinstance(event, TrialFinished):
             metrics.trial_finished(
-                trial_id,
-                state=end.state,
-                objective=end.objective,
-                duration_s=end.duration_s or 0.0,
+                event.trial_id,
+                state=event.end.state,
+                objective=event.end.objective,
+                duration_s=event.end.duration_s or 0.0,
                 gpus_per_trial=gpus,
-                will_retry=details["will_retry"],
+                will_retry=event.will_retry,
             )
 
     return listener, server.close

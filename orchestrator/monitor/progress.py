@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from orchestrator.store.ledger import TrialRecord, TrialState, best_trial
+from orchestrator.control.events import TrialEvent, TrialFinished, TrialStarted
 from orchestrator.spec import JobSpec
+from orchestrator.store.records import TrialRecord, best_trial
+from orchestrator.trial.outcome import TrialEnd, TrialState
 
 
 class ProgressDisplay:
-    """A listener (see `orchestrator.tune.adapter.Listener`) drawing a progress bar on stderr."""
+    """A listener (`orchestrator.control.events`) drawing a progress bar on stderr."""
 
     def __init__(
         self, *, spec: JobSpec, trials: Mapping[str, TrialRecord], console: Console | None = None
     ) -> None:
         self.metric = spec.objective_metric_name
-        self.maximize = spec.objective_type.value == "Maximize"
+        self.maximize = spec.maximize
         self.console = console or Console(stderr=True)
         finished = [t for t in trials.values() if t.state.finished]
         self.done = len(finished)
@@ -43,15 +44,15 @@ class ProgressDisplay:
         self.progress.start()
         self._refresh()
 
-    def update(self, event: str, trial_id: str, details: dict[str, Any]) -> None:
-        if event == "started":
+    def update(self, event: TrialEvent) -> None:
+        if isinstance(event, TrialStarted):
             self.running += 1
-        elif event == "finished":
+        elif isinstance(event, TrialFinished):
             self.running = max(0, self.running - 1)
-            self._finished(trial_id, details["end"], details["will_retry"])
+            self._finished(event.trial_id, event.end, event.will_retry)
         self._refresh()
 
-    def _finished(self, trial_id: str, end: Any, will_retry: bool) -> None:
+    def _finished(self, trial_id: str, end: TrialEnd, will_retry: bool) -> None:
         value = end.objective
         shown = f"{self.metric}={value:.6g}" if value is not None else ""
         duration = f"({end.duration_s:.1f} s)" if end.duration_s is not None else ""

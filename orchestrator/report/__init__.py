@@ -1,0 +1,1 @@
+"""`openamt report`: one self-contained HTML page about a job, with its plots."""

@@ -1,6 +1,6 @@
 """`openamt report JOB_DIR`: one self-contained HTML page about a tuning job.
 
-Everything comes from the job directory (`spec.yaml` and `ledger.jsonl`), so the report works on
+Everything comes from the job's read model (`orchestrator.store.view`), so the report works on
 a finished job, on a running one (its running trials are shown as running) and on a copy of the
 directory on another machine. Plots are PNGs embedded as base64, so the file can be mailed or
 archived and still open offline.
@@ -17,23 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from orchestrator.report import plots
 from orchestrator.errors import OpenAMTError
+from orchestrator.report import plots
 from orchestrator.store.job_dir import JobDir, write_atomic
-from orchestrator.store.ledger import (
-    LEDGER_FILE,
-    Event,
-    TrialRecord,
-    TrialState,
-    read_events,
-    summarize_trials,
-)
+from orchestrator.store.ledger import Event
+from orchestrator.store.records import TrialRecord
+from orchestrator.store.view import load_job_view
+from orchestrator.trial.outcome import TrialState
 from search import ObjectiveType, SearchSpace, SearchSpaceError
 from search.enums import parse_enum
 
-REPORT_FILE = "report.html"
 _REQUIRED_SPEC_KEYS = ("name", "objective_metric_name", "objective_type")
 
 
@@ -53,7 +46,7 @@ class JobSnapshot:
     space: SearchSpace | None
     trials: Mapping[str, TrialRecord]
     job_start: float
-    status: str  # finished, interrupted or running, in words
+    status: str  # the read model's status, in words
     taken_at: float
 
     @property
@@ -75,17 +68,24 @@ class JobSnapshot:
 
 
 def write_report(job_dir: Path, *, now: float | None = None) -> Path:
-    """Write `<job_dir>/report.html` and return its path; `now` is for reproducible tests."""
+    """Write the job's `report.html` and return its path; `now` is for reproducible tests."""
     snapshot = load_snapshot(Path(job_dir), now=time.time() if now is None else now)
-    path = Path(job_dir) / REPORT_FILE
+    path = JobDir(path=Path(job_dir)).report_path
     write_atomic(path, render_html(snapshot))  # a browser refreshing mid-write sees a whole file
     return path
 
 
 def load_snapshot(job_dir: Path, *, now: float) -> JobSnapshot:
-    """Read the spec and the ledger; fail with the path and the reason when they are unusable."""
-    spec_path = JobDir(path=job_dir).spec_path
-    spec = _read_spec(spec_path)
+    """The read model of the job, with what the report needs checked; fail with the path and
+    the reason when the spec is unusable."""
+    try:
+        view = load_job_view(job_dir)
+    except OpenAMTError as error:
+        raise ReportError(str(error)) from None
+    spec, spec_path = view.spec, JobDir(path=view.path).spec_path
+    missing = [key for key in _REQUIRED_SPEC_KEYS if key not in spec]
+    if missing:
+        raise ReportError(f"{spec_path} lacks {', '.join(missing)}, which the report needs")
     try:
         objective_type = parse_enum(
             ObjectiveType, spec["objective_type"], field=f"{spec_path}: objective_type"
@@ -98,56 +98,20 @@ def load_snapshot(job_dir: Path, *, now: float) -> JobSnapshot:
             space = SearchSpace.from_config(spec["hyperparameter_ranges"])
         except SearchSpaceError as error:
             raise ReportError(f"{spec_path}: hyperparameter_ranges: {error}") from None
-    events = read_events(job_dir / LEDGER_FILE)
-    trials = summarize_trials(events, objective_metric_name=spec["objective_metric_name"])
-    starts = [e["time"] for e in events if e.get("event") == Event.JOB_STARTED.value]
-    starts += [t.start_time for t in trials.values() if t.start_time is not None]
+    starts = [e["time"] for e in view.events if e.get("event") == Event.JOB_STARTED.value]
+    starts += [t.start_time for t in view.trials.values() if t.start_time is not None]
     return JobSnapshot(
-        name=str(spec["name"]),
+        name=view.name,
         strategy=str(spec.get("strategy", "?")),
-        objective_metric_name=str(spec["objective_metric_name"]),
+        objective_metric_name=view.objective_metric_name,
         objective_type=objective_type,
         max_jobs=spec.get("max_jobs"),
         space=space,
-        trials=trials,
+        trials=view.trials,
         job_start=min(starts, default=now),
-        status=_job_status(events, trials),
+        status=view.status_text,
         taken_at=now,
     )
-
-
-def _job_status(events: list[dict[str, Any]], trials: Mapping[str, TrialRecord]) -> str:
-    """The latest job-level event says whether the job finished, stopped or is (was) running."""
-    job_events = (Event.JOB_STARTED.value, Event.JOB_COMPLETED.value, Event.JOB_INTERRUPTED.value)
-    last = next((e for e in reversed(events) if e.get("event") in job_events), None)
-    if last is None:
-        return "not started yet" if not trials else "running"
-    if last["event"] == Event.JOB_COMPLETED.value:
-        return f"finished ({last.get('reason') or 'completed'})"
-    if last["event"] == Event.JOB_INTERRUPTED.value:
-        return "interrupted; rerun `openamt tune` with the same job file to resume"
-    running = sum(t.state is TrialState.RUNNING for t in trials.values())
-    return f"running ({running} trials running), unless its driver died"
-
-
-def _read_spec(path: Path) -> dict[str, Any]:
-    if not path.parent.is_dir():
-        raise ReportError(f"job directory {path.parent} does not exist")
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportError(
-            f"{path} is missing: {path.parent} is not a job directory (it holds spec.yaml and "
-            "ledger.jsonl, under output_path/name)"
-        ) from None
-    except (OSError, yaml.YAMLError) as error:
-        raise ReportError(f"{path} cannot be read: {error}") from None
-    if not isinstance(spec, dict):
-        raise ReportError(f"{path} must hold a mapping (the job spec), got {type(spec).__name__}")
-    missing = [key for key in _REQUIRED_SPEC_KEYS if key not in spec]
-    if missing:
-        raise ReportError(f"{path} lacks {', '.join(missing)}, which the report needs")
-    return spec
 
 
 # -- HTML --

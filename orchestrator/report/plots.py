@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from orchestrator.store.ledger import TrialRecord, TrialState
+from orchestrator.store.records import TrialRecord
+from orchestrator.trial.outcome import TrialState
 from search import CategoricalParameter, IntegerParameter, ScalingType, SearchSpace
 
 STATE_COLOURS = {

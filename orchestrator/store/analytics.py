@@ -5,33 +5,24 @@ and `HyperparameterTuningJobAnalytics(...).dataframe()`'s table.
     df = analytics.dataframe()      # a row per trial, SageMaker's columns
     df.sort_values("FinalObjectiveValue", ascending=False).head()
 
-Everything here only reads the job directory (spec and ledger), so it works on running,
-stopped and finished jobs alike, from any process. A job started by
-`HyperparameterTuner.fit(wait=False)` has a `job.yaml` before its driver writes `spec.yaml`;
-either one is enough to read the job.
+Everything here renders the one read model (`orchestrator.store.view`), so it agrees with
+`openamt status`, the CSV and the report, on running, stopped and finished jobs alike.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from orchestrator.errors import OpenAMTError
-from orchestrator.store.job_dir import JobDir
-from orchestrator.store.ledger import Event, TrialRecord, TrialState
-from orchestrator.store.view import JobView, load_job
+from orchestrator.store.ledger import Event
+from orchestrator.store.records import TrialRecord
+from orchestrator.store.view import JobView, TuningJobStatus, load_job_view
+from orchestrator.trial.outcome import TrialState
 
 if TYPE_CHECKING:
     import pandas as pd
-
-#: The job file `HyperparameterTuner.fit` writes into the job directory (absolute paths).
-JOB_FILE = "job.yaml"
 
 #: SageMaker's `TrainingJobStatus` for each trial state.
 TRAINING_JOB_STATUS = {
@@ -51,65 +42,13 @@ DATAFRAME_COLUMNS = (
     "TrainingElapsedTimeSeconds",
 )
 
-_JOB_LEVEL_EVENTS = frozenset(
-    {Event.JOB_STARTED.value, Event.JOB_COMPLETED.value, Event.JOB_INTERRUPTED.value}
-)
 
-
-class TuningJobStatus(str, enum.Enum):
-    """SageMaker's `HyperParameterTuningJobStatus` values that apply to an openamt job."""
-
-    IN_PROGRESS = "InProgress"
-    COMPLETED = "Completed"
-    STOPPED = "Stopped"
-    FAILED = "Failed"
-
-
-def load_tuning_job(job_dir: str | Path) -> JobView:
-    """The job's spec and trials; a job whose driver has not started yet has no trials."""
-    path = Path(job_dir)
-    if JobDir(path=path).spec_path.exists():
-        return load_job(path)
-    job_file = path / JOB_FILE
-    if job_file.exists():
-        spec = yaml.safe_load(job_file.read_text(encoding="utf-8")) or {}
-        return JobView(path=path, spec=spec, trials={}, events=[])
-    raise OpenAMTError(
-        f"{path} is not an openamt job directory (no spec.yaml or {JOB_FILE}); pass the "
-        "directory of a job (output_path/name)"
-    )
-
-
-def last_run_ended(events: Sequence[dict[str, Any]]) -> bool:
-    """True when the latest driver run recorded its end (completed or interrupted)."""
-    last = _last_job_event(events)
-    return last is not None and last["event"] != Event.JOB_STARTED.value
-
-
-def _last_job_event(events: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """The latest job_started, job_completed or job_interrupted event."""
-    return next((e for e in reversed(events) if e["event"] in _JOB_LEVEL_EVENTS), None)
-
-
-def job_status(view: JobView, *, driver_running: bool) -> TuningJobStatus:
-    """InProgress while a driver runs it; else how the last run ended. A run that recorded no
-    end (its driver died) is Failed: its `driver.log` says why, and rerunning resumes it."""
-    if driver_running:
-        return TuningJobStatus.IN_PROGRESS
-    if view.completion is not None:
-        return TuningJobStatus.COMPLETED
-    last = _last_job_event(view.events)
-    if last is not None and last["event"] == Event.JOB_INTERRUPTED.value:
-        return TuningJobStatus.STOPPED
-    return TuningJobStatus.FAILED
-
-
-def describe_job(view: JobView, *, driver_running: bool) -> dict[str, Any]:
+def describe_job(view: JobView) -> dict[str, Any]:
     """The job as SageMaker's `DescribeHyperParameterTuningJob` response shows it, plus
     `JobDirectory` and `CompletionReason` (why the job ended: MaxNumberOfTrainingJobsReached,
     a completion criterion, ...). Times are timezone-aware UTC datetimes, as boto3 returns."""
     spec = view.spec
-    status = job_status(view, driver_running=driver_running)
+    status = view.status
     completion = view.completion
     description: dict[str, Any] = {
         "HyperParameterTuningJobName": spec.get("name"),
@@ -118,7 +57,7 @@ def describe_job(view: JobView, *, driver_running: bool) -> dict[str, Any]:
         "HyperParameterTuningJobConfig": {
             "Strategy": spec.get("strategy", "Bayesian"),
             "HyperParameterTuningJobObjective": {
-                "Type": spec.get("objective_type", "Maximize"),
+                "Type": view.objective_type.value,
                 "MetricName": view.objective_metric_name,
             },
             "ResourceLimits": {
@@ -135,7 +74,7 @@ def describe_job(view: JobView, *, driver_running: bool) -> dict[str, Any]:
     best = view.best
     if best is not None:
         description["BestTrainingJob"] = _training_job_summary(view, best)
-    last = _last_job_event(view.events)
+    last = view.last_job_event
     if status is not TuningJobStatus.IN_PROGRESS and last is not None:
         description["HyperParameterTuningEndTime"] = _datetime(last["time"])
     if status is TuningJobStatus.FAILED:
@@ -180,7 +119,7 @@ def _training_job_summary(view: JobView, trial: TrialRecord) -> dict[str, Any]:
         "TrainingJobStatus": TRAINING_JOB_STATUS[trial.state],
         "TunedHyperParameters": {name: trial.config.get(name) for name in view.tuned_names},
         "FinalHyperParameterTuningJobObjectiveMetric": {
-            "Type": view.spec.get("objective_type", "Maximize"),
+            "Type": view.objective_type.value,
             "MetricName": view.objective_metric_name,
             "Value": trial.objective,
         },
@@ -201,23 +140,23 @@ class HyperparameterTuningJobAnalytics:
     def __init__(self, job_dir: str | Path) -> None:
         self.job_dir = Path(job_dir)
         self._dataframe: pd.DataFrame | None = None
-        load_tuning_job(self.job_dir)  # fail now, not at the first dataframe(), if it is no job
+        load_job_view(self.job_dir)  # fail now, not at the first dataframe(), if it is no job
 
     @property
     def name(self) -> str:
         """The tuning job's name."""
-        return str(load_tuning_job(self.job_dir).spec.get("name"))
+        return str(load_job_view(self.job_dir).spec.get("name"))
 
     @property
     def tuning_ranges(self) -> dict[str, Any]:
         """The tuned hyperparameters' ranges, in the job-file form."""
-        return dict(load_tuning_job(self.job_dir).spec.get("hyperparameter_ranges") or {})
+        return dict(load_job_view(self.job_dir).spec.get("hyperparameter_ranges") or {})
 
     def dataframe(self, force_refresh: bool = False) -> pd.DataFrame:
         """A row per trial in trial order: one column per tuned hyperparameter, then
         `DATAFRAME_COLUMNS`. Cached like SageMaker's; `force_refresh=True` rereads the job."""
         if self._dataframe is None or force_refresh:
-            self._dataframe = trials_dataframe(load_tuning_job(self.job_dir))
+            self._dataframe = trials_dataframe(load_job_view(self.job_dir))
         return self._dataframe
 
     def clear_cache(self) -> None:

@@ -1,11 +1,15 @@
 """The job directory: where a job's spec, ledger, searcher state and trial files live.
 
-Layout (`output_path/name/`)::
+This module is the only code that spells a file name of the job directory. Layout
+(`output_path/name/`)::
 
-    spec.yaml              the validated job spec, written once; a rerun must match it
+    spec.yaml              the validated job spec, written by the driver; a rerun must match it
+    job.yaml               the job file `HyperparameterTuner.fit` writes before a driver starts
     ledger.jsonl           every trial event (see `orchestrator.store.ledger`)
     searcher_state.json    the searcher's `state_dict`, replaced atomically after each change
     trials/<trial_id>/     log.txt, hyperparameters.json, model/, output/
+    driver.log, driver.pid the output and pid of a detached driver (`fit(wait=False)`)
+    .lock                  held (flock) by the driver running the job; holds its pid
     ray/                   Ray Tune's own experiment files (not needed to resume)
     report.html            written by `openamt report`
 
@@ -20,14 +24,42 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import OpenAMTError
 
+SPEC_FILE = "spec.yaml"
+JOB_FILE = "job.yaml"
+LEDGER_FILE = "ledger.jsonl"
+SEARCHER_STATE_FILE = "searcher_state.json"
+DRIVER_LOG = "driver.log"
+DRIVER_PID_FILE = "driver.pid"
+LOCK_FILE = ".lock"
+REPORT_FILE = "report.html"
+TRIALS_DIR = "trials"
+RAY_DIR = "ray"
+
 
 class JobDirBusyError(OpenAMTError):
     """Another driver is running this job."""
+
+
+def _file(name: str) -> property:
+    """A read-only attribute: the path of `name` inside the object's `directory`."""
+    return property(lambda self: self.directory / name, doc=f"`{name}` in this directory")
+
+
+@dataclass(frozen=True)
+class TrialFiles:
+    """The files of one trial: its log, hyperparameters, model and output directories."""
+
+    directory: Path
+    log = _file("log.txt")
+    hyperparameters = _file("hyperparameters.json")
+    model_dir = _file("model")
+    output_dir = _file("output")
 
 
 class JobDir:
@@ -37,24 +69,30 @@ class JobDir:
         self.path = Path(path)
 
     @property
-    def spec_path(self) -> Path:
-        return self.path / "spec.yaml"
+    def directory(self) -> Path:
+        return self.path
 
-    @property
-    def searcher_state_path(self) -> Path:
-        return self.path / "searcher_state.json"
+    spec_path = _file(SPEC_FILE)
+    job_file = _file(JOB_FILE)
+    ledger_path = _file(LEDGER_FILE)
+    searcher_state_path = _file(SEARCHER_STATE_FILE)
+    driver_log = _file(DRIVER_LOG)
+    driver_pid_file = _file(DRIVER_PID_FILE)
+    lock_file = _file(LOCK_FILE)
+    report_path = _file(REPORT_FILE)
+    ray_storage = _file(RAY_DIR)
 
-    @property
-    def ray_storage(self) -> Path:
-        return self.path / "ray"
+    def trial_files(self, trial_id: str) -> TrialFiles:
+        return TrialFiles(directory=self.path / TRIALS_DIR / trial_id)
 
-    def trial_dir(self, trial_id: str) -> Path:
-        return self.path / "trials" / trial_id
+    def is_job(self) -> bool:
+        """Whether this directory holds a job (a driver's spec, or a job file waiting for one)."""
+        return self.spec_path.exists() or self.job_file.exists()
 
     def create(self) -> None:
         """Create the directory, failing clearly if the location is not writable."""
         try:
-            (self.path / "trials").mkdir(parents=True, exist_ok=True)
+            (self.path / TRIALS_DIR).mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write-probe"
             probe.write_text("ok")
             probe.unlink()
@@ -73,11 +111,26 @@ class JobDir:
             return None
         return json.loads(self.searcher_state_path.read_text(encoding="utf-8"))
 
+    def recorded_driver_pids(self) -> list[tuple[int, float]]:
+        """(pid, when its file was written) from `driver.pid` and `.lock`, newest first."""
+        found = []
+        for path in (self.driver_pid_file, self.lock_file):
+            try:
+                text, written_at = path.read_text().strip(), path.stat().st_mtime
+            except OSError:
+                continue
+            if text.isdigit():
+                found.append((int(text), written_at))
+        return sorted(found, key=lambda item: item[1], reverse=True)
+
+    def record_driver_pid(self, pid: int) -> None:
+        write_atomic(self.driver_pid_file, f"{pid}\n")
+
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the job's lock for the life of the driver."""
         self.path.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path / ".lock", "a+")  # noqa: SIM115 - held across the yield
+        handle = open(self.lock_file, "a+")  # noqa: SIM115 - held across the yield
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -13,16 +13,14 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ResumeError
+from orchestrator.store.job_dir import JobDir
 
 log = logging.getLogger(__name__)
-
-LEDGER_FILE = "ledger.jsonl"
 
 
 class Event(str, enum.Enum):
@@ -36,29 +34,15 @@ class Event(str, enum.Enum):
     JOB_INTERRUPTED = "job_interrupted"
 
 
-class TrialState(str, enum.Enum):
-    """A trial's state as the ledger knows it (the last attempt wins)."""
-
-    RUNNING = "Running"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-    STOPPED = "Stopped"
-
-    @property
-    def finished(self) -> bool:
-        """Completed and early-stopped trials count towards `max_jobs`; failed ones do too."""
-        return self is not TrialState.RUNNING
-
-
 class LedgerCorruptError(ResumeError):
     """The ledger has a damaged line before its end; resuming over it could repeat trials."""
 
 
 class Ledger:
-    """Appends events to `<job_dir>/ledger.jsonl`; one writer (the driver) per job."""
+    """Appends events to the job's ledger file; one writer (the driver) per job."""
 
     def __init__(self, *, job_dir: Path) -> None:
-        self.path = Path(job_dir) / LEDGER_FILE
+        self.path = JobDir(path=Path(job_dir)).ledger_path
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._repair_torn_tail()
 
@@ -123,74 +107,17 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     return events
 
 
-@dataclass
-class TrialRecord:
-    """One trial folded from its events; `attempts` counts starts (retries add one)."""
-
-    trial_id: str
-    config: dict[str, Any]
-    state: TrialState = TrialState.RUNNING
-    objective: float | None = None
-    reason: str | None = None
-    attempts: int = 0
-    start_time: float | None = None
-    end_time: float | None = None
-    node_id: str | None = None
-    will_retry: bool = False
-    history: list[tuple[int, float]] = field(default_factory=list)  # objective (step, value)
-
-    @property
-    def duration_s(self) -> float | None:
-        if self.start_time is None or self.end_time is None:
-            return None
-        return self.end_time - self.start_time
+_JOB_LEVEL_EVENTS = frozenset(
+    {Event.JOB_STARTED.value, Event.JOB_COMPLETED.value, Event.JOB_INTERRUPTED.value}
+)
 
 
-def summarize_trials(
-    events: Iterable[Mapping[str, Any]], *, objective_metric_name: str | None = None
-) -> dict[str, TrialRecord]:
-    """Fold events into one record per trial, in order of first start.
-
-    A trial whose last attempt ended with `will_retry` stays RUNNING: another attempt follows.
-    `history` keeps the objective's reports of the latest attempt only, since a retry starts over.
-    """
-    trials: dict[str, TrialRecord] = {}
-    for event in events:
-        kind = event.get("event")
-        trial_id = event.get("trial_id")
-        if kind == Event.TRIAL_STARTED.value:
-            record = trials.get(trial_id)
-            if record is None:
-                record = trials[trial_id] = TrialRecord(trial_id=trial_id, config=event["config"])
-                record.start_time = event["time"]
-            record.state = TrialState.RUNNING
-            record.attempts += 1
-            record.node_id = event.get("node_id")
-            record.end_time = None
-            record.will_retry = False
-            record.history = []
-        elif kind == Event.TRIAL_RESULT.value and trial_id in trials:
-            trials[trial_id].node_id = event.get("node_id") or trials[trial_id].node_id
-            if objective_metric_name is None or event.get("metric") == objective_metric_name:
-                trials[trial_id].history.append((event["step"], event["value"]))
-        elif kind == Event.TRIAL_COMPLETED.value and trial_id in trials:
-            record = trials[trial_id]
-            record.will_retry = bool(event.get("will_retry"))
-            record.reason = event.get("reason")
-            record.end_time = event["time"]
-            record.objective = event.get("objective")
-            record.node_id = event.get("node_id") or record.node_id
-            record.state = TrialState.RUNNING if record.will_retry else TrialState(event["status"])
-    return trials
+def last_job_event(events: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The latest job_started, job_completed or job_interrupted event."""
+    return next((e for e in reversed(events) if e.get("event") in _JOB_LEVEL_EVENTS), None)
 
 
-def best_trial(trials: Mapping[str, TrialRecord], *, maximize: bool) -> TrialRecord | None:
-    """The finished trial with the best objective (stopped trials count with their last value)."""
-    scored = [
-        t
-        for t in trials.values()
-        if t.state in (TrialState.COMPLETED, TrialState.STOPPED) and t.objective is not None
-    ]
-    if not scored:
-        return None
-    return (max if maximize else min)(scored, key=lambda t: t.objective)
+def last_run_ended(events: Sequence[Mapping[str, Any]]) -> bool:
+    """True when the latest driver run recorded its end (completed or interrupted)."""
+    last = last_job_event(events)
+    return last is not None and last["event"] != Event.JOB_STARTED.value

@@ -1,34 +1,37 @@
-"""Read a job directory back: its spec, its trials, the best one, and a CSV of all of them.
+"""The one read model of a job directory: its spec, its trials, its status and its best trial.
 
-Works on running and finished jobs alike, since it only reads the ledger and spec files.
+`openamt status|best|export|report`, `describe()`, `analytics()` and the warm start of a child job
+all read a job through `load_job_view`, so they cannot disagree. It only reads files, so it works
+on running, stopped and finished jobs alike, from any process. A job started by
+`HyperparameterTuner.fit(wait=False)` has a `job.yaml` before its driver writes `spec.yaml`;
+either one is enough to read the job.
 """
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
-from collections.abc import Iterable
+import enum
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
 
 from orchestrator.errors import OpenAMTError
+from orchestrator.store.driver import running_driver_pid
 from orchestrator.store.job_dir import JobDir
-from orchestrator.store.ledger import Event, TrialRecord, best_trial, read_events, summarize_trials
+from orchestrator.store.ledger import Event, last_job_event, read_events
+from orchestrator.store.records import TrialRecord, best_trial, summarize_trials
+from search import ObjectiveType
+from search.enums import find_member
 
-CSV_FIXED_COLUMNS = (
-    "trial_id",
-    "status",
-    "objective",
-    "failure_reason",
-    "attempts",
-    "start_time",
-    "end_time",
-    "duration_s",
-    "node_id",
-)
+
+class TuningJobStatus(str, enum.Enum):
+    """SageMaker's `HyperParameterTuningJobStatus` values that apply to an openamt job."""
+
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    STOPPED = "Stopped"
+    FAILED = "Failed"
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,22 @@ class JobView:
 
     path: Path
     spec: dict[str, Any]
-    trials: dict[str, TrialRecord]
     events: list[dict[str, Any]]
+    trials: dict[str, TrialRecord]
+    driver_pid: int | None
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.get("name", self.path.name))
+
+    @property
+    def objective_type(self) -> ObjectiveType:
+        value = self.spec.get("objective_type", ObjectiveType.MAXIMIZE.value)
+        return find_member(ObjectiveType, value) or ObjectiveType.MAXIMIZE
 
     @property
     def maximize(self) -> bool:
-        return str(self.spec.get("objective_type", "Maximize")).lower() == "maximize"
+        return self.objective_type is ObjectiveType.MAXIMIZE
 
     @property
     def objective_metric_name(self) -> str:
@@ -57,61 +70,77 @@ class JobView:
         return best_trial(self.trials, maximize=self.maximize)
 
     @property
+    def driver_running(self) -> bool:
+        return self.driver_pid is not None
+
+    @property
+    def last_job_event(self) -> dict[str, Any] | None:
+        return last_job_event(self.events)
+
+    @property
     def completion(self) -> dict[str, Any] | None:
-        """The last `job_completed` event, if the latest run finished."""
-        for event in reversed(self.events):
-            if event["event"] == Event.JOB_STARTED.value:
-                return None
-            if event["event"] == Event.JOB_COMPLETED.value:
-                return event
-        return None
+        """The `job_completed` event of the latest run, if that run finished the job."""
+        last = self.last_job_event
+        return last if last is not None and last["event"] == Event.JOB_COMPLETED.value else None
+
+    @property
+    def status(self) -> TuningJobStatus:
+        """InProgress while a driver runs it; else how the last run ended. A run that recorded no
+        end (its driver died) is Failed: its `driver.log` says why, and rerunning resumes it."""
+        if self.driver_running:
+            return TuningJobStatus.IN_PROGRESS
+        if self.completion is not None:
+            return TuningJobStatus.COMPLETED
+        last = self.last_job_event
+        if last is not None and last["event"] == Event.JOB_INTERRUPTED.value:
+            return TuningJobStatus.STOPPED
+        return TuningJobStatus.FAILED
+
+    @property
+    def status_text(self) -> str:
+        """The status in words, with what to do next."""
+        status = self.status
+        if status is TuningJobStatus.IN_PROGRESS:
+            return f"running (driver pid {self.driver_pid})"
+        if status is TuningJobStatus.COMPLETED:
+            return f"finished ({self.completion['reason']})"  # type: ignore[index]
+        if status is TuningJobStatus.STOPPED:
+            return "stopped; rerun `openamt tune` with the same job file to resume"
+        if not self.events:
+            return "not started: no driver ran it yet"
+        return "its driver ended without finishing the job; rerun the same command to resume"
 
 
-def load_job(path: Path) -> JobView:
-    """Load a job directory; a clear error if it is not one."""
+def load_job_view(path: str | Path) -> JobView:
+    """Read a job directory; a clear error if it is not one."""
     job_dir = JobDir(path=Path(path))
-    if not job_dir.spec_path.exists():
-        raise OpenAMTError(
-            f"{path} is not an openamt job directory (no spec.yaml); "
-            "pass the directory `openamt tune` printed (output_path/name)"
-        )
-    spec = yaml.safe_load(job_dir.spec_path.read_text(encoding="utf-8")) or {}
-    events = read_events(job_dir.path / "ledger.jsonl")
+    spec = read_spec(job_dir)
+    events = read_events(job_dir.ledger_path)
     trials = summarize_trials(events, objective_metric_name=spec.get("objective_metric_name"))
-    return JobView(path=job_dir.path, spec=spec, trials=trials, events=events)
+    return JobView(
+        path=job_dir.path,
+        spec=spec,
+        events=events,
+        trials=trials,
+        driver_pid=running_driver_pid(job_dir, events=events),
+    )
 
 
-def trial_rows(view: JobView) -> Iterable[dict[str, Any]]:
-    """One flat row per trial, in trial order, with a column per tuned hyperparameter."""
-    for record in view.trials.values():
-        row: dict[str, Any] = {
-            "trial_id": record.trial_id,
-            "status": record.state.value,
-            "objective": record.objective,
-            "failure_reason": record.reason if record.state.value == "Failed" else None,
-            "attempts": record.attempts,
-            "start_time": _iso(record.start_time),
-            "end_time": _iso(record.end_time),
-            "duration_s": round(record.duration_s, 3) if record.duration_s is not None else None,
-            "node_id": record.node_id,
-        }
-        for name in view.tuned_names:
-            row[name] = record.config.get(name)
-        yield row
-
-
-def write_csv(view: JobView, out: IO[str]) -> int:
-    """Write every trial as CSV; returns the number of rows."""
-    writer = csv.DictWriter(out, fieldnames=[*CSV_FIXED_COLUMNS, *view.tuned_names])
-    writer.writeheader()
-    count = 0
-    for row in trial_rows(view):
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-        count += 1
-    return count
-
-
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc).isoformat(timespec="seconds")
+def read_spec(job_dir: JobDir) -> dict[str, Any]:
+    """The job's spec as recorded: `spec.yaml` once a driver ran, else the waiting `job.yaml`."""
+    for path in (job_dir.spec_path, job_dir.job_file):
+        if not path.exists():
+            continue
+        try:
+            spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as error:
+            raise OpenAMTError(f"{path} cannot be read: {error}") from None
+        if not isinstance(spec, dict):
+            raise OpenAMTError(f"{path} must hold a mapping (the job spec)")
+        return spec
+    if not job_dir.path.is_dir():
+        raise OpenAMTError(f"job directory {job_dir.path} does not exist")
+    raise OpenAMTError(
+        f"{job_dir.path} is not an openamt job directory (it has no {job_dir.spec_path.name}); "
+        "pass the directory `openamt tune` printed (output_path/name)"
+    )

@@ -15,9 +15,9 @@ import logging
 from typing import Any
 
 from orchestrator.errors import SpecError, SpecProblem
-from orchestrator.store.ledger import TrialState
-from orchestrator.store.view import load_job
-from orchestrator.spec import JobSpec
+from orchestrator.spec import JobSpec, WarmStartType
+from orchestrator.store.view import load_job_view
+from orchestrator.trial.outcome import TrialState
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +29,12 @@ def parent_observations(spec: JobSpec) -> list[tuple[dict[str, Any], float | Non
     config = spec.warm_start_config
     if config is None:
         return []
-    identical = config.warm_start_type.value == "IdenticalDataAndAlgorithm"
+    identical = config.warm_start_type is WarmStartType.IDENTICAL_DATA_AND_ALGORITHM
     tuned = list(spec.hyperparameter_ranges)
     observations: list[tuple[dict[str, Any], float | None]] = []
     for index, parent_dir in enumerate(spec.parent_job_dirs):
         field = f"{PARENTS_FIELD}[{index}]"
-        view = load_job(parent_dir)
+        view = load_job_view(parent_dir)
         parent = JobSpec.from_mapping(view.spec, base_dir=parent_dir, check_paths=False)
         _check_compatible(spec, parent, field=field, identical=identical)
         for record in view.trials.values():

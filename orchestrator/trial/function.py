@@ -1,11 +1,13 @@
-"""Run a Python function trainer as one Ray Tune trial attempt (the role `run_script_trial` has
-for scripts).
+"""Python function trainers: how the spec records them and what each `report` call does.
+
+The Ray side (`orchestrator.tune.trainables.run_function_trial`) plays the role for functions
+that `run_script_trial` plays for scripts.
 
 A function trainer is `fn(hyperparameters: dict, report: Callable[..., None]) -> None`; it calls
 `report(**{metric_name: value})` once per epoch. Each report that carries the objective becomes
 one Tune report with the `epoch` key, exactly as a script's printed metric does, so early
 stopping, Hyperband, the ledger and the dashboards cannot tell the two kinds apart. The attempt
-ends with the same final report (`openamt_final` and the `openamt_*` outcome keys).
+ends with the same final report (a `TrialEnd`).
 
 The function runs inside the Ray worker process, so Ray ships it (and whatever it closes over)
 with cloudpickle: a function defined in a notebook works. For the same reason it can only run
@@ -23,16 +25,14 @@ stopping) ends the function at its next `report` call, and the trial is recorded
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import sys
-import time
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any, Protocol
+
+from orchestrator.trial.outcome import EndCause, TrialEnd, TrialState
 
 FUNCTION_TRIAL_MODULE = "orchestrator.trial.function"
 EXIT_NOT_RUNNABLE = 2
@@ -82,65 +82,7 @@ def metric_definition_for(metric_name: str) -> dict[str, str]:
     return {"Name": metric_name, "Regex": re.escape(metric_name) + r"=(\S+)"}
 
 
-def make_function_trainable(
-    fn: TrainerFunction, *, launch: FunctionLaunch
-) -> Callable[[dict[str, Any]], None]:
-    """The Tune function trainable for `fn`: takes the planner's config
-    (`trial_id`, `attempt`, `hyperparameters`), like `run_script_trial` with its launch bound."""
-
-    def openamt_function_trial(config: dict[str, Any]) -> None:
-        run_function_trial(config, fn=fn, launch=launch)
-
-    return openamt_function_trial
-
-
-def run_function_trial(
-    config: dict[str, Any], *, fn: TrainerFunction, launch: FunctionLaunch
-) -> None:
-    """Tune entry point: run one attempt of `config["trial_id"]` and report its outcome."""
-    from ray import tune
-
-    from orchestrator.tune.trainables import EPOCH_KEY, FINAL_KEY
-
-    trial_id: str = config["trial_id"]
-    hyperparameters: dict[str, Any] = dict(config["hyperparameters"])
-    trial_dir = Path(launch.job_dir) / "trials" / trial_id
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    (trial_dir / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2))
-
-    with open(trial_dir / "log.txt", "a", encoding="utf-8") as log:
-        recorder = _Recorder(
-            log=log,
-            objective_metric_name=launch.objective_metric_name,
-            on_objective=lambda latest, epoch: tune.report({**latest, EPOCH_KEY: epoch}),
-        )
-        started = time.monotonic()
-        error: Exception | None = None
-        try:
-            fn(hyperparameters, recorder.report)
-        except Exception as raised:  # any error of the trainer's own fails the attempt
-            error = raised
-            log.write(traceback.format_exc())
-        duration_s = time.monotonic() - started
-    state, objective, reason = recorder.outcome(error)
-    tune.report(
-        {
-            **recorder.latest,
-            EPOCH_KEY: recorder.epoch,
-            FINAL_KEY: True,
-            "openamt_state": state,
-            "openamt_objective": objective,
-            "openamt_reason": reason,
-            "openamt_retryable": False,
-            "openamt_exit_code": None,
-            "openamt_signal": None,
-            "openamt_duration_s": duration_s,
-            "openamt_node_id": _node_id(),
-        }
-    )
-
-
-class _Recorder:
+class Recorder:
     """Checks and logs each `report` call; `on_objective(latest metrics, epoch)` forwards the
     ones that carry the objective (to Tune)."""
 
@@ -171,17 +113,27 @@ class _Recorder:
         if reports_objective:
             self.on_objective(dict(self.latest), self.epoch)
 
-    def outcome(self, error: Exception | None) -> tuple[str, float | None, str | None]:
-        """(state, objective, reason) with the rules `trial_process` applies to scripts."""
+    def end(self, error: Exception | None, *, duration_s: float) -> TrialEnd:
+        """The attempt's end, by the rules `orchestrator.trial.classify` applies to scripts."""
         name = self.objective_metric_name
+        objective = self.latest.get(name)
+        reason = None
         if error is not None:
-            return "Failed", None, f"trainer function raised {type(error).__name__}: {error}"
-        if name not in self.latest:
-            return "Failed", None, f"trainer function never reported objective metric {name!r}"
-        objective = self.latest[name]
-        if not math.isfinite(objective):
-            return "Failed", None, f"objective metric {name!r} ended at {objective!r}"
-        return "Completed", objective, None
+            reason = f"trainer function raised {type(error).__name__}: {error}"
+        elif objective is None:
+            reason = f"trainer function never reported objective metric {name!r}"
+        elif not math.isfinite(objective):
+            reason = f"objective metric {name!r} ended at {objective!r}"
+        state = TrialState.COMPLETED if reason is None else TrialState.FAILED
+        return TrialEnd(
+            state=state,
+            objective=objective if state is TrialState.COMPLETED else None,
+            reason=reason,
+            cause=EndCause.TRAINER,
+            duration_s=duration_s,
+            epochs=self.epoch,
+            metrics=dict(self.latest),
+        )
 
 
 def _metric_value(name: str, value: Any) -> float:
@@ -191,12 +143,6 @@ def _metric_value(name: str, value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise TypeError(f"report({name}={value!r}): a metric value must be a number") from None
-
-
-def _node_id() -> str | None:
-    import ray
-
-    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 def main(argv: list[str]) -> int:

@@ -1,90 +1,21 @@
-"""Metric definitions and the incremental parser that scrapes them from a trainer's log.
+"""The incremental parser that scrapes metrics from a trainer's log.
 
 This is SageMaker's contract: a trainer prints whatever it likes, and each metric is a named
-regular expression with exactly one capture group holding the number. The parser sees the log
+regular expression with exactly one capture group holding the number (`spec.MetricDefinition`,
+validated once when the spec is loaded). The parser sees the log
 in arbitrary chunks as they come off a pipe, so it keeps the unfinished last line until the rest
 arrives and only ever matches whole lines.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-from orchestrator.errors import TrialError
-
-# SageMaker's limits, kept so a job that runs here also runs there.
-MAX_METRIC_NAME_CHARS = 255
-MAX_REGEX_CHARS = 500
+from orchestrator.spec import MetricDefinition
 
 # A line longer than this (a progress bar that never prints a newline) is matched and dropped
 # rather than buffered forever.
 DEFAULT_MAX_LINE_CHARS = 1_000_000
-
-
-class MetricDefinitionError(TrialError, ValueError):
-    """A metric definition breaks a rule; the message names the field, the value and the rule."""
-
-
-@dataclass(frozen=True)
-class MetricDefinition:
-    """One named metric: `regex` has exactly one capture group, which holds the value."""
-
-    name: str
-    regex: re.Pattern[str]
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise MetricDefinitionError(
-                f"metric definition Name={self.name!r}: must be a non-empty string"
-            )
-        if len(self.name) > MAX_METRIC_NAME_CHARS:
-            raise MetricDefinitionError(
-                f"metric definition Name={self.name[:40]!r}...: must be at most "
-                f"{MAX_METRIC_NAME_CHARS} characters (it has {len(self.name)})"
-            )
-        if not isinstance(self.regex, re.Pattern):
-            raise MetricDefinitionError(
-                f"metric {self.name!r}: Regex={self.regex!r} must be a compiled re.Pattern"
-            )
-        if len(self.regex.pattern) > MAX_REGEX_CHARS:
-            raise MetricDefinitionError(
-                f"metric {self.name!r}: Regex={self.regex.pattern[:40]!r}... must be at most "
-                f"{MAX_REGEX_CHARS} characters (it has {len(self.regex.pattern)})"
-            )
-        if self.regex.groups != 1:
-            raise MetricDefinitionError(
-                f"metric {self.name!r}: Regex={self.regex.pattern!r} must have exactly one "
-                f"capture group holding the value (it has {self.regex.groups})"
-            )
-
-    @classmethod
-    def from_mapping(cls, mapping: Mapping[str, object]) -> MetricDefinition:
-        """Build from SageMaker's `{"Name": ..., "Regex": ...}` (keys case-insensitive)."""
-        fields = {str(key).lower(): value for key, value in mapping.items()}
-        unknown = sorted(set(fields) - {"name", "regex"})
-        if unknown:
-            raise MetricDefinitionError(
-                f"metric definition {dict(mapping)!r}: unknown key(s) {unknown}; "
-                "only 'Name' and 'Regex' are allowed"
-            )
-        for key in ("name", "regex"):
-            if key not in fields:
-                raise MetricDefinitionError(
-                    f"metric definition {dict(mapping)!r}: missing required key "
-                    f"{key.capitalize()!r}"
-                )
-        name, pattern = fields["name"], fields["regex"]
-        if not isinstance(pattern, str):
-            raise MetricDefinitionError(f"metric {name!r}: Regex={pattern!r} must be a string")
-        try:
-            regex = re.compile(pattern)
-        except re.error as error:
-            raise MetricDefinitionError(
-                f"metric {name!r}: Regex={pattern!r} does not compile: {error}"
-            ) from error
-        return cls(name=name, regex=regex)  # type: ignore[arg-type]  # checked in __post_init__
 
 
 class MetricParser:
@@ -131,7 +62,7 @@ class MetricParser:
         matches: list[tuple[str, float]] = []
         for line in lines:
             for definition in self._definitions:
-                found = definition.regex.search(line)
+                found = definition.pattern.search(line)
                 if found is None:
                     continue
                 value = _to_float(found.group(1))

@@ -16,8 +16,6 @@ from pathlib import Path
 
 from orchestrator.errors import TrialError
 
-HyperparameterValue = str | int | float | bool
-
 # Hyperparameter names become `--name` flags and `SM_HP_<NAME>` variables.
 _HYPERPARAMETER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,255}")
 # SageMaker's channel name rule; the name also becomes `SM_CHANNEL_<NAME>`.

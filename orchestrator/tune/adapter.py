@@ -9,23 +9,34 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from ray.tune import Callback
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
+from orchestrator.control.events import (
+    Listener,
+    TrialEvent,
+    TrialFinished,
+    TrialProgress,
+    TrialStarted,
+)
 from orchestrator.control.job_control import JobControl
-from orchestrator.store.ledger import TrialState
-from orchestrator.tune.trainables import EPOCH_KEY, FINAL_KEY, NODE_KEY
-from orchestrator.control.planner import TrialAssignment, TrialEnd, TrialPlanner
+from orchestrator.control.planner import TrialAssignment, TrialPlanner
+from orchestrator.trial.outcome import (
+    EPOCH_KEY,
+    FINAL_KEY,
+    NODE_KEY,
+    EndCause,
+    TrialEnd,
+    TrialState,
+)
 
 log = logging.getLogger(__name__)
-
-#: Called after every planner change with (event name, trial id, details); see `TuneListener`.
-Listener = Callable[[str, str, dict[str, Any]], None]
 
 
 class PlannerSearcher(Searcher):
@@ -95,14 +106,14 @@ class PlannerCallback(Callback):
         assignment = self.searcher.assignments.get(trial.trial_id)
         return assignment.trial_id if assignment else None
 
-    def _notify(self, event: str, trial_id: str, details: dict[str, Any]) -> None:
+    def _notify(self, event: TrialEvent) -> None:
         for listener in self.listeners:
-            listener(event, trial_id, details)
+            listener(event)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         trial_id = self._trial_id(trial)
         if trial_id:
-            self._notify("started", trial_id, {})
+            self._notify(TrialStarted(trial_id=trial_id))
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -122,7 +133,7 @@ class PlannerCallback(Callback):
                 step=step,
                 node_id=result.get(NODE_KEY),
             )
-        self._notify("progress", trial_id, {"objective": float(value), "epoch": step})
+        self._notify(TrialProgress(trial_id=trial_id, objective=float(value), epoch=step))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         trial_id = self._trial_id(trial)
@@ -143,7 +154,7 @@ class PlannerCallback(Callback):
             state=TrialState.FAILED,
             objective=None,
             reason=f"the Ray worker running the trial on {where} was lost: {message}",
-            retryable=True,
+            cause=EndCause.EXTERNAL,
             node_id=last.get(NODE_KEY),
         )
         self._finish(trial_id, end)
@@ -151,28 +162,21 @@ class PlannerCallback(Callback):
     def _finish(self, trial_id: str, end: TrialEnd) -> None:
         with _fatal_io(self.planner):
             will_retry = self.planner.record_end(trial_id, end)
-            self._notify("finished", trial_id, {"end": end, "will_retry": will_retry})
+            self._notify(TrialFinished(trial_id=trial_id, end=end, will_retry=will_retry))
 
 
 def _end_from_result(result: dict[str, Any], objective_metric_name: str) -> TrialEnd:
     """The trainable's final report, or STOPPED with the last objective if Tune stopped it."""
-    if result.get(FINAL_KEY):
-        return TrialEnd(
-            state=TrialState(result["openamt_state"]),
-            objective=result.get("openamt_objective"),
-            reason=result.get("openamt_reason"),
-            retryable=bool(result.get("openamt_retryable")),
-            exit_code=result.get("openamt_exit_code"),
-            signal=result.get("openamt_signal"),
-            duration_s=result.get("openamt_duration_s"),
-            node_id=result.get(NODE_KEY),
-        )
+    reported = TrialEnd.from_result(result)
+    if reported is not None:
+        return replace(reported, node_id=reported.node_id or result.get(NODE_KEY))
     value = result.get(objective_metric_name)
     objective = float(value) if value is not None and math.isfinite(value) else None
     return TrialEnd(
         state=TrialState.STOPPED,
         objective=objective,
         reason="stopped early by the scheduler",
+        cause=EndCause.TUNER,
         node_id=result.get(NODE_KEY),
     )
 

@@ -1,9 +1,9 @@
-"""The Ray Tune function trainable that runs one script-mode trial attempt.
+"""The Ray Tune function trainables: one trial attempt of a script or of a Python function.
 
-It runs on whatever node Ray placed the trial, starts the trainer as a subprocess
-(`orchestrator.trial.process`), and reports to Tune once per objective value the trainer prints,
-so schedulers and dashboards see progress. Its last report carries `openamt_final` with the
-outcome; a trial that ends without it was stopped by Tune (early stopping or a completion rule).
+They run on whatever node Ray placed the trial. A script trial starts the trainer as a subprocess
+(`orchestrator.trial.process`); a function trial calls the function in this worker
+(`orchestrator.trial.function`). Both report to Tune once per objective value, so schedulers and
+dashboards see progress, and end with one final report: the attempt's `TrialEnd`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,54 +22,47 @@ import ray
 from ray import tune
 from ray.tune.result import DONE
 
-from orchestrator.trial.process import (
-    MetricDefinition,
-    build_argv,
-    build_training_env,
-    run_trial_process,
-)
-
-FINAL_KEY = "openamt_final"
-EPOCH_KEY = "epoch"
-NODE_KEY = "openamt_node_id"
+from orchestrator.spec import MetricDefinition
+from orchestrator.store.job_dir import JobDir
+from orchestrator.trial.function import FunctionLaunch, Recorder, TrainerFunction
+from orchestrator.trial.outcome import EPOCH_KEY, NODE_KEY, TrialEnd
+from orchestrator.trial.process import run_trial_process
+from orchestrator.trial.script_env import build_argv, build_training_env
 
 
 @dataclass(frozen=True)
 class TrialLaunch:
-    """Everything job-wide a trial attempt needs; shipped to the worker once per job."""
+    """Everything job-wide a script trial attempt needs; shipped to the worker once per job."""
 
     command: tuple[str, ...]
     working_dir: str
     extra_env: Mapping[str, str]
     channels: Mapping[str, str]
-    metric_definitions: tuple[tuple[str, str], ...]  # (Name, Regex)
+    metric_definitions: tuple[MetricDefinition, ...]
     objective_metric_name: str
     job_dir: str
     max_runtime_s: float | None = None
     grace_period_s: float = 10.0
     num_cpus: float = 1.0
     num_gpus: float = 0.0
-    report_metrics: bool = field(default=True)
 
 
 def run_script_trial(config: dict[str, Any], launch: TrialLaunch) -> None:
-    """Tune entry point: run one attempt of `config["trial_id"]` and report its outcome."""
+    """Tune entry point: run one attempt of `config["trial_id"]` and report its end."""
     trial_id: str = config["trial_id"]
     attempt: int = config["attempt"]
     hyperparameters: dict[str, Any] = config["hyperparameters"]
-    trial_dir = Path(launch.job_dir) / "trials" / trial_id
-    model_dir = trial_dir / "model"
-    output_dir = trial_dir / "output"
-    for directory in (model_dir, output_dir):
+    files = JobDir(path=Path(launch.job_dir)).trial_files(trial_id)
+    for directory in (files.model_dir, files.output_dir):
         directory.mkdir(parents=True, exist_ok=True)
-    (trial_dir / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2))
+    files.hyperparameters.write_text(json.dumps(hyperparameters, indent=2))
 
     host = socket.gethostname()
     env = build_training_env(
         hyperparameters=hyperparameters,
         channels=launch.channels,
-        model_dir=str(model_dir),
-        output_data_dir=str(output_dir),
+        model_dir=str(files.model_dir),
+        output_data_dir=str(files.output_dir),
         num_gpus=_assigned_gpu_count(launch.num_gpus),
         num_cpus=max(1, int(launch.num_cpus)),
         hosts=[host],
@@ -81,48 +76,71 @@ def run_script_trial(config: dict[str, Any], launch: TrialLaunch) -> None:
         },
     )
     latest: dict[str, float] = {}
-    epochs_reported = 0
     node_id = ray.get_runtime_context().get_node_id()
 
     def on_metric(name: str, value: float, step: int) -> None:
-        nonlocal epochs_reported
         latest[name] = value
         if name == launch.objective_metric_name:
-            epochs_reported = step
             tune.report({**latest, EPOCH_KEY: step, NODE_KEY: node_id})
 
-    outcome = run_trial_process(
+    end = run_trial_process(
         argv=build_argv(launch.command, hyperparameters),
         cwd=Path(launch.working_dir),
         env=env,
-        log_path=trial_dir / "log.txt",
-        metric_definitions=[
-            MetricDefinition.from_mapping({"Name": n, "Regex": r})
-            for n, r in launch.metric_definitions
-        ],
+        log_path=files.log,
+        metric_definitions=launch.metric_definitions,
         objective_metric_name=launch.objective_metric_name,
         on_metric=on_metric,
         max_runtime_s=launch.max_runtime_s,
         grace_period_s=launch.grace_period_s,
     )
-    tune.report(
-        {
-            **latest,
-            EPOCH_KEY: epochs_reported,
-            FINAL_KEY: True,
-            "openamt_state": outcome.status.value,
-            "openamt_objective": outcome.objective,
-            "openamt_reason": outcome.reason,
-            "openamt_retryable": outcome.retryable,
-            "openamt_exit_code": outcome.exit_code,
-            "openamt_signal": outcome.signal,
-            "openamt_duration_s": outcome.duration_s,
-            NODE_KEY: node_id,
-            # Tune ends the trial on this result, instead of asking the worker once more and
-            # learning only then that the function has returned: one round trip less per trial.
-            DONE: True,
-        }
-    )
+    _report_end(replace(end, node_id=node_id))
+
+
+def make_function_trainable(
+    fn: TrainerFunction, *, launch: FunctionLaunch
+) -> Callable[[dict[str, Any]], None]:
+    """The Tune trainable for a function trainer: takes the planner's config
+    (`trial_id`, `attempt`, `hyperparameters`), like `run_script_trial` with its launch bound."""
+
+    def openamt_function_trial(config: dict[str, Any]) -> None:
+        run_function_trial(config, fn=fn, launch=launch)
+
+    return openamt_function_trial
+
+
+def run_function_trial(
+    config: dict[str, Any], *, fn: TrainerFunction, launch: FunctionLaunch
+) -> None:
+    """Tune entry point: run one attempt of `config["trial_id"]` and report its end."""
+    trial_id: str = config["trial_id"]
+    hyperparameters: dict[str, Any] = dict(config["hyperparameters"])
+    files = JobDir(path=Path(launch.job_dir)).trial_files(trial_id)
+    files.directory.mkdir(parents=True, exist_ok=True)
+    files.hyperparameters.write_text(json.dumps(hyperparameters, indent=2))
+
+    with open(files.log, "a", encoding="utf-8") as log:
+        recorder = Recorder(
+            log=log,
+            objective_metric_name=launch.objective_metric_name,
+            on_objective=lambda latest, epoch: tune.report({**latest, EPOCH_KEY: epoch}),
+        )
+        started = time.monotonic()
+        error: Exception | None = None
+        try:
+            fn(hyperparameters, recorder.report)
+        except Exception as raised:  # any error of the trainer's own fails the attempt
+            error = raised
+            log.write(traceback.format_exc())
+        duration_s = time.monotonic() - started
+    end = recorder.end(error, duration_s=duration_s)
+    _report_end(replace(end, node_id=ray.get_runtime_context().get_node_id()))
+
+
+def _report_end(end: TrialEnd) -> None:
+    # DONE: Tune ends the trial on this result, instead of asking the worker once more and
+    # learning only then that the function has returned: one round trip less per trial.
+    tune.report({**end.to_result(), DONE: True})
 
 
 def _assigned_gpu_count(requested: float) -> int:

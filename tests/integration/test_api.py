@@ -14,12 +14,13 @@ import psutil
 import pytest
 import yaml
 
-from orchestrator.api.tuner import FunctionTrainer, HyperparameterTuner, ScriptTrainer
-from orchestrator.trial.function import FunctionLaunch, make_function_trainable
-from orchestrator.store.ledger import Event, TrialState, read_events
-from orchestrator.store.view import load_job
-from orchestrator.tune.trainables import EPOCH_KEY, FINAL_KEY
+from orchestrator.api import FunctionTrainer, HyperparameterTuner, ScriptTrainer
+from orchestrator.store.ledger import Event, read_events
+from orchestrator.store.view import load_job_view
+from orchestrator.trial.function import FunctionLaunch
+from orchestrator.trial.outcome import TrialState
 from orchestrator.tune.runner import RunOptions
+from orchestrator.tune.trainables import EPOCH_KEY, FINAL_KEY, make_function_trainable
 from search import ContinuousParameter
 from tests.fixtures.standin_trainer import final_accuracy
 from tests.helpers import REPO, STANDIN
@@ -66,7 +67,7 @@ def test_the_sagemaker_example_runs_as_written(project):
     job_dir = tuner.latest_tuning_job.job_dir
     assert job_dir.parent == project / "runs"
     assert job_dir.name.startswith("standin-") and len(job_dir.name) <= 32
-    view = load_job(job_dir)
+    view = load_job_view(job_dir)
     assert len(view.trials) == 4
     assert all(t.state is TrialState.COMPLETED for t in view.trials.values())
     for trial in view.trials.values():
@@ -95,7 +96,7 @@ def test_analytics_dataframe_matches_the_ledger(project):
     tuner.fit(wait=True, run_options=QUIET)
 
     frame = tuner.analytics().dataframe()
-    view = load_job(tuner.latest_tuning_job.job_dir)
+    view = load_job_view(tuner.latest_tuning_job.job_dir)
     assert list(frame.columns) == [
         "x",
         "y",
@@ -118,7 +119,7 @@ def test_analytics_dataframe_matches_the_ledger(project):
 
 ATTACH_AND_WAIT = """
 import sys
-from orchestrator.api.tuner import HyperparameterTuner
+from orchestrator.api import HyperparameterTuner
 tuner = HyperparameterTuner.attach(sys.argv[1])
 description = tuner.wait(timeout=240)
 print(description["HyperParameterTuningJobStatus"], tuner.best_training_job())
@@ -144,7 +145,7 @@ def test_a_detached_job_is_followed_from_a_second_process(project):
     assert follower.returncode == 0, follower.stderr
     status, best = follower.stdout.split()
     assert status == "Completed"
-    assert best == load_job(job_dir).best.trial_id
+    assert best == load_job_view(job_dir).best.trial_id
 
     description = tuner.wait(timeout=60)
     assert description["HyperParameterTuningJobStatus"] == "Completed"
@@ -221,7 +222,7 @@ def test_function_trainer_through_the_tuner(project):
         max_parallel_jobs=2,
     )
     tuner.fit(wait=True, run_options=QUIET)
-    view = load_job(tuner.latest_tuning_job.job_dir)
+    view = load_job_view(tuner.latest_tuning_job.job_dir)
     assert len(view.trials) == 3
     for trial in view.trials.values():
         assert trial.state is TrialState.COMPLETED

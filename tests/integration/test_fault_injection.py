@@ -32,8 +32,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator.monitor.exporter import MetricsPortError
-from orchestrator.store.ledger import Event, TrialState, read_events, summarize_trials
+from orchestrator.monitor.server import MetricsPortError
+from orchestrator.store.ledger import Event, read_events
+from orchestrator.store.records import summarize_trials
+from orchestrator.trial.outcome import TrialState
 from orchestrator.tune.runner import RunOptions, run_job
 from tests.fixtures.standin_trainer import final_accuracy
 from tests.helpers import OBJECTIVE, REPO, STANDIN, standin_job, standin_spec

@@ -8,7 +8,8 @@ import logging
 import pytest
 
 from orchestrator.errors import SpecError
-from orchestrator.store.ledger import Event, TrialState, read_events
+from orchestrator.store.ledger import Event, read_events
+from orchestrator.trial.outcome import TrialState
 from orchestrator.tune.runner import RunOptions, run_job
 from tests.helpers import standin_spec
 

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.store.ledger import Event, TrialState, read_events, summarize_trials
+from orchestrator.store.ledger import Event, read_events
+from orchestrator.store.records import summarize_trials
+from orchestrator.trial.outcome import TrialState
 from tests.helpers import standin_job
 
 OPENAMT = [sys.executable, "-m", "orchestrator.cli"]

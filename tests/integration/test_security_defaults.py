@@ -23,7 +23,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator.store.ledger import TrialState
+from orchestrator.trial.outcome import TrialState
 from orchestrator.tune.runner import RunOptions, run_job
 from tests.helpers import REPO, standin_job, standin_spec
 

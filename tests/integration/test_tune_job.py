@@ -9,8 +9,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from orchestrator.store.ledger import Event, TrialState, read_events
-from orchestrator.store.view import load_job
+from orchestrator.store.export import write_csv
+from orchestrator.store.ledger import Event, read_events
+from orchestrator.store.view import load_job_view
+from orchestrator.trial.outcome import TrialState
 from orchestrator.tune.runner import RunOptions, run_job
 from tests.fixtures.standin_trainer import final_accuracy
 from tests.helpers import OBJECTIVE, standin_spec
@@ -136,12 +138,11 @@ def test_retry_happens_for_a_killed_trial_and_not_for_a_crash(tmp_path):
 
 
 def test_export_csv_has_a_row_per_trial(tmp_path):
-    from orchestrator.store.view import write_csv
 
     spec, _ = _run(tmp_path, max_jobs=3)
     out = tmp_path / "trials.csv"
     with open(out, "w", newline="") as handle:
-        assert write_csv(load_job(spec.job_dir), handle) == 3
+        assert write_csv(load_job_view(spec.job_dir), handle) == 3
     import csv
 
     rows = list(csv.DictReader(out.open()))

@@ -21,8 +21,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from orchestrator.monitor.exporter import TuningMetrics, start_metrics_server
-from orchestrator.store.ledger import TrialState, best_trial, read_events, summarize_trials
+from orchestrator.monitor.exporter import TuningMetrics
+from orchestrator.monitor.server import start_metrics_server
+from orchestrator.store.ledger import read_events
+from orchestrator.store.records import best_trial, summarize_trials
+from orchestrator.trial.outcome import TrialState
 
 pytestmark = pytest.mark.system
 

@@ -26,7 +26,9 @@ import psutil
 import pytest
 import yaml
 
-from orchestrator.store.ledger import Event, TrialState, read_events, summarize_trials
+from orchestrator.store.ledger import Event, read_events
+from orchestrator.store.records import summarize_trials
+from orchestrator.trial.outcome import TrialState
 from tests.system.cluster_fixtures import (  # noqa: F401 - cluster_tmp_fixture is a fixture
     RAY_CLI,
     REPO,

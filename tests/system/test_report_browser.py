@@ -11,9 +11,10 @@ import pytest
 import yaml
 from matplotlib.image import imread
 
-from orchestrator.store.ledger import Event, Ledger, TrialState
-from orchestrator.report.plots import STATE_COLOURS
 from orchestrator.report.page import write_report
+from orchestrator.report.plots import STATE_COLOURS
+from orchestrator.store.ledger import Event, Ledger
+from orchestrator.trial.outcome import TrialState
 
 pytestmark = pytest.mark.system
 

@@ -17,20 +17,21 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.trial import function as function_trial
-from orchestrator.store.analytics import DATAFRAME_COLUMNS, HyperparameterTuningJobAnalytics
-from orchestrator.api.tuner import (
+from orchestrator.api import (
     FunctionTrainer,
     HyperparameterTuner,
     ScriptTrainer,
     TunerError,
     TuningJobFailedError,
     WaitTimeoutError,
-    _timestamped,
 )
+from orchestrator.api.tuner import _timestamped
 from orchestrator.errors import SpecError
-from orchestrator.store.ledger import Event, Ledger
 from orchestrator.spec import EarlyStoppingType, ObjectiveType, Strategy
+from orchestrator.store.analytics import DATAFRAME_COLUMNS, HyperparameterTuningJobAnalytics
+from orchestrator.store.ledger import Event, Ledger
+from orchestrator.trial import function as function_trial
+from orchestrator.trial.outcome import TrialState
 from search import ContinuousParameter, IntegerParameter
 from search import ObjectiveType as SearchObjectiveType
 from tests.helpers import REPO, STANDIN, standin_spec
@@ -249,7 +250,7 @@ def test_running_a_function_trainers_command_explains_instead(project):
 
 def _recorder():
     reports: list[tuple[dict[str, float], int]] = []
-    recorder = function_trial._Recorder(
+    recorder = function_trial.Recorder(
         log=io.StringIO(),
         objective_metric_name=OBJECTIVE,
         on_objective=lambda latest, epoch: reports.append((latest, epoch)),
@@ -263,7 +264,9 @@ def test_each_objective_report_is_one_epoch():
     recorder.report(**{OBJECTIVE: 0.5, "loss": 0.5})
     recorder.report(**{OBJECTIVE: 0.7})
     assert reports == [({"loss": 0.5, OBJECTIVE: 0.5}, 1), ({"loss": 0.5, OBJECTIVE: 0.7}, 2)]
-    assert recorder.outcome(None) == ("Completed", 0.7, None)
+    end = recorder.end(None, duration_s=1.0)
+    assert (end.state, end.objective, end.reason) == (TrialState.COMPLETED, 0.7, None)
+    assert end.epochs == 2
     assert recorder.log.getvalue().splitlines()[-1] == f"[epoch 2] {OBJECTIVE}=0.7"
 
 
@@ -277,11 +280,17 @@ def test_report_refuses_values_that_are_not_numbers(value):
 
 def test_function_outcomes_follow_the_script_rules():
     recorder, _ = _recorder()
-    assert recorder.outcome(None)[0:2] == ("Failed", None)  # never reported the objective
+
+    def state_and_objective(error=None):
+        end = recorder.end(error, duration_s=0.0)
+        return end.state, end.objective
+
+    assert state_and_objective() == (TrialState.FAILED, None)  # never reported the objective
     recorder.report(**{OBJECTIVE: math.nan})
-    assert recorder.outcome(None)[0:2] == ("Failed", None)
-    state, objective, reason = recorder.outcome(RuntimeError("boom"))
-    assert (state, objective) == ("Failed", None) and "RuntimeError: boom" in reason
+    assert state_and_objective() == (TrialState.FAILED, None)
+    end = recorder.end(RuntimeError("boom"), duration_s=0.0)
+    assert (end.state, end.objective) == (TrialState.FAILED, None)
+    assert "RuntimeError: boom" in end.reason
 
 
 # -- reading jobs back --------------------------------------------------------------------------

@@ -14,15 +14,16 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from orchestrator.errors import OpenAMTError
-from orchestrator.monitor.exporter import (
+from orchestrator.monitor.exporter import ExporterError, TuningMetrics
+from orchestrator.monitor.server import (
     DEFAULT_METRICS_PORT,
-    ExporterError,
     MetricsPortError,
-    TuningMetrics,
     is_loopback,
     start_metrics_server,
 )
-from orchestrator.store.ledger import Event, Ledger, TrialState, best_trial, summarize_trials
+from orchestrator.store.ledger import Event, Ledger
+from orchestrator.store.records import best_trial, summarize_trials
+from orchestrator.trial.outcome import TrialState
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "openamt.json"

@@ -6,15 +6,9 @@ import json
 
 import pytest
 
-from orchestrator.store.ledger import (
-    Event,
-    Ledger,
-    LedgerCorruptError,
-    TrialState,
-    best_trial,
-    read_events,
-    summarize_trials,
-)
+from orchestrator.store.ledger import Event, Ledger, LedgerCorruptError, read_events
+from orchestrator.store.records import best_trial, summarize_trials
+from orchestrator.trial.outcome import TrialState
 
 
 def test_append_then_read_round_trips(tmp_path):

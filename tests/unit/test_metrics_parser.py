@@ -1,21 +1,20 @@
-"""Metric definitions (SageMaker's rules) and incremental, partial-line-tolerant parsing."""
+"""Incremental, partial-line-tolerant metric parsing (definitions are checked by the spec:
+test_bad_input.py)."""
 
 from __future__ import annotations
 
 import math
-import re
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.errors import OpenAMTError
-from orchestrator.trial.metrics import MetricDefinition, MetricDefinitionError, MetricParser
+from orchestrator.spec import MetricDefinition
+from orchestrator.trial.metrics import MetricParser
 
-ACCURACY = MetricDefinition.from_mapping(
+ACCURACY = MetricDefinition.model_validate(
     {"Name": "Validation-accuracy", "Regex": r"validation: accuracy=([0-9\.]+)"}
 )
-LOSS = MetricDefinition.from_mapping({"Name": "train-loss", "Regex": r"train: loss=(\S+)"})
+LOSS = MetricDefinition.model_validate({"Name": "train-loss", "Regex": r"train: loss=(\S+)"})
 
 LOG = (
     "starting up\n"
@@ -40,43 +39,6 @@ def parse_all(chunks: list[str]) -> list[tuple[str, float]]:
     for chunk in chunks:
         found += parser.feed(chunk)
     return found + parser.finish()
-
-
-def test_from_mapping_builds_a_compiled_definition() -> None:
-    definition = MetricDefinition.from_mapping({"name": "acc", "REGEX": "acc=(.*)"})
-    assert definition.name == "acc"
-    assert definition.regex.pattern == "acc=(.*)"
-
-
-@pytest.mark.parametrize(
-    ("mapping", "expected_words"),
-    [
-        ({"Name": "acc"}, ["missing", "Regex"]),
-        ({"Regex": "a=(1)"}, ["missing", "Name"]),
-        ({"Name": "acc", "Regex": "a=(1)", "Extra": 1}, ["unknown", "extra"]),
-        ({"Name": "acc", "Regex": "a=([0-9"}, ["acc", "a=([0-9", "does not compile"]),
-        ({"Name": "acc", "Regex": "a=[0-9]+"}, ["acc", "exactly one capture group", "has 0"]),
-        ({"Name": "acc", "Regex": "(a)=([0-9]+)"}, ["exactly one capture group", "has 2"]),
-        ({"Name": "acc", "Regex": "(" + "a" * 500 + ")"}, ["at most 500 characters"]),
-        ({"Name": "n" * 256, "Regex": "a=(1)"}, ["at most 255 characters"]),
-        ({"Name": "  ", "Regex": "a=(1)"}, ["non-empty"]),
-        ({"Name": "acc", "Regex": 5}, ["must be a string"]),
-    ],
-)
-def test_bad_definitions_name_field_value_and_rule(
-    mapping: dict[str, object], expected_words: list[str]
-) -> None:
-    with pytest.raises(MetricDefinitionError) as caught:
-        MetricDefinition.from_mapping(mapping)
-    for word in expected_words:
-        assert word in str(caught.value)
-
-
-def test_definition_errors_belong_to_the_package_hierarchy() -> None:
-    with pytest.raises(OpenAMTError):
-        MetricDefinition(name="acc", regex=re.compile("no group"))
-    with pytest.raises(ValueError):
-        MetricDefinition(name="acc", regex=re.compile("no group"))
 
 
 def test_whole_log_yields_matches_in_order_and_skips_garbage() -> None:
@@ -135,7 +97,7 @@ def test_nan_and_inf_are_numbers_for_the_caller_to_judge() -> None:
 
 
 def test_an_optional_group_that_did_not_participate_is_ignored() -> None:
-    definition = MetricDefinition(name="m", regex=re.compile(r"m(?:=([0-9]+))?"))
+    definition = MetricDefinition(Name="m", Regex=r"m(?:=([0-9]+))?")
     parser = MetricParser(definitions=[definition])
     assert parser.feed("m\nm=3\n") == [("m", 3.0)]
 

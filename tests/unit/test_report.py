@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,13 @@ import pytest
 import yaml
 from matplotlib.image import imread
 
-from orchestrator.report import plots
 from orchestrator.errors import OpenAMTError
-from orchestrator.store.ledger import Event, Ledger, TrialState, summarize_trials
-from orchestrator.report.page import REPORT_FILE, ReportError, load_snapshot, write_report
+from orchestrator.report import plots
+from orchestrator.report.page import ReportError, load_snapshot, write_report
+from orchestrator.store.job_dir import REPORT_FILE, JobDir
+from orchestrator.store.ledger import Event, Ledger
+from orchestrator.store.records import summarize_trials
+from orchestrator.trial.outcome import TrialState
 from search import SearchSpace
 
 RANGES = {
@@ -94,8 +98,10 @@ def finish(ledger: Ledger, trial: str, status: str, objective: float | None, **e
 
 
 def write_running_job(job_dir: Path, *, objective_type: str = "Maximize") -> None:
-    """Six trials: completed, stopped, failed (with HTML in its reason) and two running."""
+    """Six trials: completed, stopped, failed (with HTML in its reason) and two running, with
+    this test process as the job's live driver (its pid in the lock file)."""
     write_spec(job_dir, objective_type=objective_type)
+    JobDir(path=job_dir).lock_file.write_text(f"{os.getpid()}\n")
     ledger = Ledger(job_dir=job_dir)
     ledger.append(Event.JOB_STARTED, run=1)
     outcomes = [
@@ -153,7 +159,7 @@ def test_report_of_a_running_job_has_plots_and_sorted_table(tmp_path: Path) -> N
         "Failed",
     ]
     assert rows[4][3] == "0.55 (step 2, running)"
-    assert "running (2 trials running), unless its driver died" in page
+    assert f"running (driver pid {os.getpid()})" in page
     assert "0.83 (trial t1)" in page
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
@@ -189,7 +195,7 @@ def test_interrupted_job_says_how_to_resume(tmp_path: Path) -> None:
     write_running_job(tmp_path)
     Ledger(job_dir=tmp_path).append(Event.JOB_INTERRUPTED, finished=4)
     page = write_report(tmp_path).read_text()
-    assert "interrupted; rerun `openamt tune` with the same job file to resume" in page
+    assert "stopped; rerun `openamt tune` with the same job file to resume" in page
 
 
 def test_job_with_no_finished_trials_says_so(tmp_path: Path) -> None:
@@ -208,7 +214,7 @@ def test_job_with_no_ledger_yet(tmp_path: Path) -> None:
     write_spec(tmp_path)
     page = write_report(tmp_path).read_text()
     assert page.count("No trials have started yet.") == 2  # timeline and table
-    assert "not started yet" in page
+    assert "not started: no driver ran it yet" in page
     assert embedded_images(page) == []
 
 
@@ -224,7 +230,7 @@ def test_retried_trial_shows_its_attempts(tmp_path: Path) -> None:
 
 
 def test_missing_spec_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ReportError, match=r"spec.yaml is missing: .* is not a job directory"):
+    with pytest.raises(ReportError, match=r"not an openamt job directory \(it has no spec.yaml"):
         write_report(tmp_path)
     with pytest.raises(ReportError, match="does not exist"):
         write_report(tmp_path / "nowhere")

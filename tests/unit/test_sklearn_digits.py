@@ -13,13 +13,10 @@ from pathlib import Path
 import pytest
 
 from models import sklearn_digits
-from orchestrator.trial.process import (
-    MetricDefinition,
-    TrialStatus,
-    build_argv,
-    build_training_env,
-    run_trial_process,
-)
+from orchestrator.spec import MetricDefinition
+from orchestrator.trial.outcome import TrialState
+from orchestrator.trial.process import run_trial_process
+from orchestrator.trial.script_env import build_argv, build_training_env
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD = ["--learning_rate", "0.01", "--optimizer", "adam", "--layers", "2"]
@@ -142,7 +139,7 @@ def test_runs_as_a_script_mode_trial(tmp_path: Path) -> None:
         env=env,
         log_path=tmp_path / "log.txt",
         metric_definitions=[
-            MetricDefinition.from_mapping(
+            MetricDefinition.model_validate(
                 {"Name": "Validation-accuracy", "Regex": r"validation: accuracy=([0-9\.]+)"}
             )
         ],
@@ -150,7 +147,7 @@ def test_runs_as_a_script_mode_trial(tmp_path: Path) -> None:
         on_metric=lambda *report: reported.append(report),
         max_runtime_s=120,
     )
-    assert outcome.status is TrialStatus.COMPLETED, outcome.reason
+    assert outcome.state is TrialState.COMPLETED, outcome.reason
     assert outcome.objective is not None and outcome.objective > 0.8
     assert [step for _, _, step in reported] == [1, 2, 3, 4, 5]
     assert (tmp_path / "model" / "model.pkl").is_file()

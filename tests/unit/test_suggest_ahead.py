@@ -10,10 +10,11 @@ import time
 import pytest
 from ray import cloudpickle
 
-from orchestrator.store.job_dir import JobDir
-from orchestrator.store.ledger import Ledger, TrialState
+from orchestrator.control.planner import TrialPlanner, next_trial_name
 from orchestrator.control.suggest_ahead import SuggestAhead
-from orchestrator.control.planner import TrialEnd, TrialPlanner, next_trial_name
+from orchestrator.store.job_dir import JobDir
+from orchestrator.store.ledger import Ledger
+from orchestrator.trial.outcome import TrialEnd, TrialState
 from search import BayesianSearcher, SearchSpace, make_searcher
 from search.gp_model import fit_gp
 
@@ -164,7 +165,7 @@ def test_observing_while_the_background_thread_computes_is_serialised():
 def test_planner_with_suggest_ahead_saves_no_prefetched_trial_at_the_end(tmp_path):
     job_dir = JobDir(path=tmp_path)
     planner = TrialPlanner(
-        searcher=_wrapped(_bayesian()),
+        searcher=_bayesian(),
         ledger=Ledger(job_dir=tmp_path),
         job_dir=job_dir,
         max_jobs=9,

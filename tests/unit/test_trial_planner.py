@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.control.planner import INTERRUPTED_REASON, TrialPlanner
 from orchestrator.store.job_dir import JobDir
-from orchestrator.store.ledger import Event, Ledger, TrialState, summarize_trials
-from orchestrator.control.planner import INTERRUPTED_REASON, TrialEnd, TrialPlanner
+from orchestrator.store.ledger import Event, Ledger
+from orchestrator.store.records import summarize_trials
+from orchestrator.trial.outcome import EndCause, TrialEnd, TrialState
 from search import SearchSpace, make_searcher
 
 SPACE = {
@@ -51,7 +53,9 @@ def test_hands_out_at_most_max_parallel_and_stops_at_max_jobs(tmp_path):
 def test_retryable_failures_are_retried_with_the_same_config_up_to_the_limit(tmp_path):
     planner = _planner(tmp_path, max_jobs=1, parallel=1, retries=1)
     trial = planner.next_trial()
-    killed = TrialEnd(state=TrialState.FAILED, objective=None, reason="SIGKILL", retryable=True)
+    killed = TrialEnd(
+        state=TrialState.FAILED, objective=None, reason="SIGKILL", cause=EndCause.EXTERNAL
+    )
     assert planner.record_end(trial.trial_id, killed) is True
     again = planner.next_trial()
     assert (again.trial_id, again.attempt) == (trial.trial_id, 2)
@@ -64,7 +68,9 @@ def test_retryable_failures_are_retried_with_the_same_config_up_to_the_limit(tmp
 def test_script_errors_are_not_retried(tmp_path):
     planner = _planner(tmp_path, max_jobs=1, parallel=1, retries=5)
     trial = planner.next_trial()
-    crash = TrialEnd(state=TrialState.FAILED, objective=None, reason="exit 3", retryable=False)
+    crash = TrialEnd(
+        state=TrialState.FAILED, objective=None, reason="exit 3", cause=EndCause.TRAINER
+    )
     assert planner.record_end(trial.trial_id, crash) is False
     assert planner.done
 

@@ -1,0 +1,204 @@
+"""One tuning job and the driver process running it: start it detached, wait, stop, describe.
+
+`fit(wait=False)` starts `python -m orchestrator.cli tune <job dir>/job.yaml --no-progress` in its
+own session with its output in the job's `driver.log`, so the job outlives the notebook;
+`wait()`, `stop()` and `describe()` follow it, from the tuner that started it or from any process
+via `HyperparameterTuner.attach`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import TunerError, TuningJobFailedError, WaitTimeoutError
+from orchestrator.spec import JobSpec
+from orchestrator.store.analytics import describe_job
+from orchestrator.store.driver import running_driver_pid
+from orchestrator.store.job_dir import JobDir
+from orchestrator.store.ledger import Event, read_events
+from orchestrator.store.view import JobView, TuningJobStatus, load_job_view
+from orchestrator.trial import function as function_trial
+from orchestrator.tune.runner import RunOptions, run_job
+
+POLL_INTERVAL_S = 0.5
+
+
+class TuningJob:
+    """A job directory and the driver process running it (SageMaker's `latest_tuning_job`).
+
+    The driver is known by pid: the one this object started (`fit(wait=False)`), else the pid
+    in `driver.pid` (a detached driver) or `.lock` (any driver), whichever is newer. A pid
+    counts as the job's driver while that process lives, started before it wrote the file, and
+    the ledger's latest run has not recorded its end.
+    """
+
+    def __init__(self, *, job_dir: Path) -> None:
+        self.job_dir = Path(job_dir)
+        self.files = JobDir(path=self.job_dir)
+        self._driver: subprocess.Popen[bytes] | None = None
+        self._running_here = False
+
+    @property
+    def name(self) -> str:
+        return self.job_dir.name
+
+    def run_here(self, run: Callable[[], object]) -> None:
+        """Run the job in this process (`fit(wait=True)`); this process is its driver."""
+        self._running_here = True
+        try:
+            run()
+        finally:
+            self._running_here = False
+
+    def start_driver(self, options: RunOptions) -> None:
+        """Start `openamt tune job.yaml` detached: own session, output to `driver.log`."""
+        argv = [
+            sys.executable,
+            "-m",
+            "orchestrator.cli",
+            "tune",
+            str(self.files.job_file),
+            "--no-progress",
+            *_driver_flags(options),
+        ]
+        with open(self.files.driver_log, "ab") as log:
+            self._driver = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=_driver_environment(),
+            )
+        self.files.record_driver_pid(self._driver.pid)
+
+    def driver_pid(self) -> int | None:
+        """The pid of the process running the job now, or None."""
+        if self._driver is not None:
+            return self._driver.pid if self._driver.poll() is None else None
+        pid = running_driver_pid(self.files)
+        if pid == os.getpid():  # an in-process run of this process's, over unless it is ours
+            return pid if self._running_here else None
+        return pid
+
+    def refuse_if_running(self) -> None:
+        if self.job_dir.exists() and (pid := self.driver_pid()) is not None:
+            raise TunerError(
+                f"job {self.job_dir} is being run by driver pid {pid}; attach to it "
+                "(HyperparameterTuner.attach) or stop it first"
+            )
+
+    def view(self) -> JobView:
+        """The job's read model, with this object's knowledge of its driver."""
+        return dataclasses.replace(load_job_view(self.job_dir), driver_pid=self.driver_pid())
+
+    def describe(self) -> dict[str, Any]:
+        return describe_job(self.view())
+
+    def best_training_job(self) -> str:
+        view = self.view()
+        best = view.best
+        if best is None:
+            raise TunerError(
+                f"job {self.name}: no trial has finished with a value of "
+                f"{view.objective_metric_name!r} yet ({len(view.trials)} trials started)"
+            )
+        return best.trial_id
+
+    def wait(self, *, timeout: float | None) -> dict[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.driver_pid() is not None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeoutError(f"job {self.name} still running after {timeout:g} s")
+            time.sleep(POLL_INTERVAL_S)
+        description = self.describe()
+        if description["HyperParameterTuningJobStatus"] == TuningJobStatus.FAILED.value:
+            raise TuningJobFailedError(
+                f"job {self.name} failed: its driver ended without finishing the job. "
+                f"Last lines of {self.files.driver_log}:\n{self._driver_log_tail()}"
+            )
+        return description
+
+    def stop(self, *, timeout: float) -> dict[str, Any]:
+        pid = self.driver_pid()
+        if pid is None:
+            return self.describe()
+        if pid == os.getpid():
+            raise TunerError(
+                f"job {self.name} runs in this process (fit(wait=True)); stop it with Ctrl-C"
+            )
+        self._wait_until_running(pid, timeout=timeout)
+        with contextlib.suppress(ProcessLookupError):  # it may have finished meanwhile
+            os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        while self.driver_pid() is not None:
+            if time.monotonic() >= deadline:
+                raise TunerError(f"job {self.name}: driver pid {pid} still running after SIGINT")
+            time.sleep(POLL_INTERVAL_S)
+        return self.describe()
+
+    def _wait_until_running(self, pid: int, *, timeout: float) -> None:
+        """Until the driver records its start, a SIGINT would kill it mid-import instead of
+        stopping the job cleanly (and recording that)."""
+        deadline = time.monotonic() + timeout
+        while self.driver_pid() == pid and time.monotonic() < deadline:
+            events = read_events(self.files.ledger_path)
+            if any(e["event"] == Event.JOB_STARTED.value and e.get("pid") == pid for e in events):
+                return
+            time.sleep(POLL_INTERVAL_S / 5)
+
+    def _driver_log_tail(self, lines: int = 20) -> str:
+        path = self.files.driver_log
+        if not path.exists():
+            return "(no driver.log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def run_function_job(
+    spec: JobSpec, fn: function_trial.TrainerFunction, options: RunOptions
+) -> None:
+    """Run a function trainer's job in this process (the function cannot leave it)."""
+    from orchestrator.tune.trainables import make_function_trainable
+
+    launch = function_trial.FunctionLaunch(
+        objective_metric_name=spec.objective_metric_name, job_dir=str(spec.job_dir)
+    )
+    run_job(spec, options, trainable=make_function_trainable(fn, launch=launch))
+
+
+def _driver_flags(options: RunOptions) -> list[str]:
+    """`RunOptions` as `openamt tune` flags (progress is always off: nobody watches it)."""
+    flags: list[str] = []
+    if options.address is not None:
+        flags += ["--address", str(options.address)]
+    if options.metrics_port is not None:
+        flags += [
+            "--metrics-port",
+            str(options.metrics_port),
+            "--metrics-host",
+            options.metrics_host,
+        ]
+    else:
+        flags.append("--no-metrics")
+    if options.allow_public_metrics:
+        flags.append("--metrics-public")
+    if options.ray_metrics_export_port is not None:
+        flags += ["--ray-metrics-export-port", str(options.ray_metrics_export_port)]
+    return flags
+
+
+def _driver_environment() -> dict[str, str]:
+    """This environment, with this copy of openamt first on the path, so the driver runs the
+    same code as the notebook even where openamt is not installed."""
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root if not path else f"{root}{os.pathsep}{path}"}
