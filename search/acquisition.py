@@ -7,9 +7,11 @@ The optimiser is a batched evolutionary local search:
 
 1. score ``raw_samples`` uniform points plus perturbations of the best observations;
 2. keep the best ``num_restarts`` as parents; for ``local_rounds`` rounds, each parent
-   spawns ``children_per_parent`` mutants (Gaussian steps halving every round on
-   continuous and integer coordinates, from 0.2 down to 0.0004 of the unit range; random
-   re-draws on categorical ones), and the best of parents and children survive;
+   spawns ``children_per_parent`` mutants (Gaussian steps shrinking by ``step_decay``
+   every round on continuous and integer coordinates, from 0.2 of the unit range down
+   to 0.0004 with the defaults; random re-draws on categorical ones), and the best of
+   parents and children survive (6 rounds with a decay of 0.35 cost 20% less time but
+   scored 1.4 points lower at 32 trials x 8 parallel, CI [-5.4, +2.7]);
 3. return the best-scoring point whose config has not been tried yet, with its value
    (``choose_point``): a value that is not finite means the acquisition was NaN or
    infinite everywhere, and the caller should not trust the pick.
@@ -70,6 +72,7 @@ class AcquisitionSettings:
     num_restarts: int = 10
     mc_samples: int = 64
     local_rounds: int = 10
+    step_decay: float = 0.5
     children_per_parent: int = 16
 
 
@@ -238,7 +241,7 @@ class _LocalSearch:
         parents, parent_scores = self._add(domain.snap(start))
         parents, parent_scores = _top(parents, parent_scores, settings.num_restarts)
         for round_index in range(settings.local_rounds):
-            step = FIRST_STEP * 0.5**round_index
+            step = FIRST_STEP * settings.step_decay**round_index
             family = np.repeat(parents, settings.children_per_parent, axis=0)
             children, child_scores = self._add(domain.mutate(family, step, rng))
             parents, parent_scores = _top(
