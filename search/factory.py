@@ -43,6 +43,8 @@ _OPTIONS: dict[type[Searcher], frozenset[str]] = {
             "initial_design_size",
             "max_model_points",
             "candidates",
+            "rung_scores",
+            "model",
         }
     ),
 }

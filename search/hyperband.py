@@ -462,6 +462,8 @@ class HyperbandSearcher(Searcher):
             "max_resource": self._max_resource,
             "reduction_factor": self.reduction_factor,
             "guided": self._guided,
+            "rung_scores": self._rung_scores,
+            "model": self._model,
         }
 
 
