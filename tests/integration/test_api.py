@@ -18,9 +18,9 @@ from orchestrator.api import FunctionTrainer, HyperparameterTuner, ScriptTrainer
 from orchestrator.store.ledger import Event, read_events
 from orchestrator.store.view import load_job_view
 from orchestrator.trial.function import FunctionLaunch
-from orchestrator.trial.outcome import TrialState
+from orchestrator.trial.outcome import EPOCH_KEY, EndCause, TrialEnd, TrialState
 from orchestrator.tune.runner import RunOptions
-from orchestrator.tune.trainables import EPOCH_KEY, FINAL_KEY, make_function_trainable
+from orchestrator.tune.trainables import make_function_trainable
 from search import ContinuousParameter
 from tests.fixtures.standin_trainer import final_accuracy
 from tests.helpers import REPO, STANDIN
@@ -196,12 +196,12 @@ def test_function_trainer_runs_in_ray_trials_with_the_script_contract(tmp_path):
         )
         (result,) = tuner.fit()
         results[name] = result.metrics
-    good, bad = results["good"], results["bad"]
-    assert good[FINAL_KEY] and good["openamt_state"] == "Completed"
-    assert good["openamt_objective"] == pytest.approx(0.75)
-    assert good[EPOCH_KEY] == 3 and good["training_iteration"] == 4  # 3 epochs + final
-    assert bad["openamt_state"] == "Failed" and "ValueError: diverged" in bad["openamt_reason"]
-    assert bad["openamt_retryable"] is False
+    good, bad = (TrialEnd.from_result(results[name]) for name in ("good", "bad"))
+    assert good.state is TrialState.COMPLETED and good.objective == pytest.approx(0.75)
+    assert results["good"][EPOCH_KEY] == good.epochs == 3
+    assert results["good"]["training_iteration"] == 4  # 3 epochs + final
+    assert bad.state is TrialState.FAILED and "ValueError: diverged" in bad.reason
+    assert bad.cause is EndCause.TRAINER and not bad.retryable
     log = (tmp_path / "trials" / "trial-good" / "log.txt").read_text()
     assert f"[epoch 3] {OBJECTIVE}=0.75 loss=" in log
     assert "Traceback" in (tmp_path / "trials" / "trial-bad" / "log.txt").read_text()
