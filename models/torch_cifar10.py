@@ -11,7 +11,8 @@ needs a few). So
 - the data set lives on the GPU and each epoch's crops and mirrors are made there at once;
 - one training step (normalise, forward, loss, backward, SGD update, accuracy counters) reads
   fixed input buffers and is captured once as a CUDA graph, then replayed: one launch per
-  step instead of hundreds; evaluation is captured the same way, from the same memory pool;
+  step instead of hundreds; evaluation is captured the same way, from the same memory pool
+  (models/torch_steps.py);
 - the weights and gradients are two flat buffers, so the update, the overflow check and the
   all-reduce are a handful of kernels;
 - autocast and channels_last keep the remaining kernels on tensor cores: bf16 from compute
@@ -19,8 +20,8 @@ needs a few). So
   torch_device.py).
 Every GPU of the trial trains data-parallel with MXNet's semantics (models/torch_parallel.py);
 a trial packed onto part of a GPU caps its memory at its share. The best weights stay on the
-device and are written once, at the end or on SIGTERM. The CPU runs the same code eagerly
-(the tests), graph branch included when a capture is injected.
+device and are written once, at the end or on SIGTERM (models/torch_trial.py). The CPU runs
+the same code eagerly (the tests), graph branch included when a capture is injected.
 
 Imports only PyTorch, NumPy and the standard library.
 """
@@ -29,14 +30,13 @@ from __future__ import annotations
 
 import argparse
 import enum
-import json
 import math
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -53,6 +53,7 @@ from models.torch_device import (
     Hardware,
     LossScaler,
     Precision,
+    PrecisionChoice,
     apply_backends,
     choose_precision,
     out_of_memory_line,
@@ -76,9 +77,9 @@ from models.torch_steps import (
     TrainStep,
     capture_steps,
     compose,
-    snapshot,
     step_phases,
 )
+from models.torch_trial import BestWeights, Lap, Timings, process_started_at
 
 NUM_CLASSES = 10
 IMAGE_SIDE = 32
@@ -532,8 +533,14 @@ def train_epoch(
     steps = len(order) // global_batch
     for index in range(steps):
         if collective.any(stop.requested):
-            seconds = time.perf_counter() - start
-            return EpochResult(0.0, 0.0, seconds, index * global_batch, index, steps)
+            return EpochResult(
+                train_accuracy=math.nan,
+                train_loss=math.nan,
+                seconds=time.perf_counter() - start,
+                images=index * global_batch,
+                stopped_after=index,
+                steps=steps,
+            )
         first = index * global_batch + collective.rank * batch
         step.images.copy_(inputs[first : first + batch])
         step.labels.copy_(labels[first : first + batch])
@@ -569,78 +576,17 @@ def evaluate(
     high = min(len(test.labels), low + shard)
     step.correct.zero_()
     for start in range(low, high, batch):
-        stop = min(high, start + batch)
-        step.images[: stop - start].copy_(test.images[start:stop])
+        end = min(high, start + batch)
+        step.images[: end - start].copy_(test.images[start:end])
         step.labels.fill_(-1)
-        step.labels[: stop - start].copy_(test.labels[start:stop])
+        step.labels[: end - start].copy_(test.labels[start:end])
         run_step()
     net.train()
     collective.sum_(step.correct)
     return step.correct.item() / len(test.labels)
 
 
-# --- checkpoints -----------------------------------------------------------------------------
-
-
-class BestWeights:
-    """The best epoch's weights and batch-norm statistics, kept as a copy on the training
-    device: an improvement costs one device-to-device copy instead of an 85 MB file written
-    while training waits. Written once, at the end or when stopped. With several replicas the
-    copy's batch-norm statistics are the replicas' average (what Gluon saves from several
-    devices); the weights are identical on every replica."""
-
-    def __init__(self, net: nn.Module) -> None:
-        self.tensors = snapshot(net)
-        self._averaged = [name for name, value in net.named_buffers() if value.is_floating_point()]
-        self.epoch: int | None = None
-        self.accuracy: float | None = None
-
-    @torch.no_grad()
-    def keep(self, net: nn.Module, *, epoch: int, accuracy: float, collective: Collective) -> None:
-        for name, value in net.state_dict().items():
-            self.tensors[name].copy_(value)
-        for name in self._averaged:
-            collective.average_(self.tensors[name])
-        self.epoch, self.accuracy = epoch, accuracy
-
-    def write(self, *, model_dir: Path, description: dict[str, object]) -> None:
-        """The weights (contiguous, on the CPU) plus what rebuilding the network needs, each
-        renamed into place."""
-        model_dir.mkdir(parents=True, exist_ok=True)
-        weights = model_dir / "model.pt"
-        state = {
-            name: value.to("cpu", memory_format=torch.contiguous_format, copy=True)
-            for name, value in self.tensors.items()
-        }
-        torch.save(state, str(weights) + ".tmp")
-        os.replace(str(weights) + ".tmp", weights)
-        info = model_dir / "model-info.json"
-        info.with_suffix(".tmp").write_text(json.dumps(description, indent=2) + "\n")
-        os.replace(info.with_suffix(".tmp"), info)
-
-
 # --- the trial -------------------------------------------------------------------------------
-
-
-@dataclass
-class Timings:
-    """Where the trial's wall time went, in seconds: the footer's `timing:` line, which
-    benchmarks/trainer_throughput.py reads. Epoch bounds are Unix times, comparable between
-    trials running side by side; an epoch ends after its evaluation."""
-
-    startup: float = 0.0  # process start to ready to load: interpreter, imports, device set-up
-    data: float = 0.0  # reading the data set and copying it to the device
-    capture: float = 0.0  # network, optimizer, warm-up and graph capture
-    train: float = 0.0
-    evaluate: float = 0.0
-    save: float = 0.0  # keeping the best weights on the device, then writing them
-    images: int = 0  # trained, all epochs and replicas
-    first_epoch_start: float | None = None
-    last_epoch_end: float | None = None
-
-    def line(self) -> str:
-        rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
-        return "timing: " + json.dumps(rounded)
 
 
 @dataclass(frozen=True)
@@ -649,17 +595,6 @@ class TrialResult:
     best_epoch: int | None
     stopped: bool
     timings: Timings = field(default_factory=Timings)
-
-
-def process_started_at() -> float | None:
-    """This process's start as a Unix time (to ~10 ms), from /proc; None where there is none."""
-    try:
-        stat = Path("/proc/self/stat").read_text()
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-    except OSError:
-        return None
-    ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime
-    return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
 
 
 def choose_device(settings: Settings, rank: int) -> torch.device:
@@ -689,6 +624,76 @@ def describe_model(settings: Settings, mean: torch.Tensor, std: torch.Tensor) ->
     }
 
 
+@dataclass(frozen=True)
+class Steps:
+    """The trial's network and its steps, ready to run: `run_train`/`run_eval` replay the
+    captured graphs, or call the steps eagerly."""
+
+    net: nn.Module
+    step: TrainStep
+    eval_step: EvalStep
+    run_train: Callable[[], None]
+    run_eval: Callable[[], None]
+    channels_last: bool
+    graphs: bool
+
+
+def build_steps(
+    settings: Settings,
+    *,
+    device: torch.device,
+    choice: PrecisionChoice,
+    collective: Collective,
+    capture: Capture | None,
+    train: Split,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+) -> Steps:
+    """Network, optimizer, loss scaler and steps; then, with graphs, warm-up and capture."""
+    on_gpu = device.type == "cuda"
+    channels_last = on_gpu if settings.channels_last is None else settings.channels_last
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    net = build_network(settings.model, classes=NUM_CLASSES, stem=settings.stem)
+    xavier_init(net, magnitude=2.0, generator=torch.Generator().manual_seed(settings.seed))
+    net = net.to(device=device, memory_format=memory_format)
+    optimizer = SGD(net=net, lr=settings.learning_rate, momentum=settings.momentum, wd=settings.wd)
+    scaler = LossScaler(device=device) if choice.loss_scaling else None
+    batch = settings.batch_size
+    common = {
+        "net": torch.compile(net) if settings.compile and on_gpu else net,
+        "batch_shape": (batch, 3, IMAGE_SIDE, IMAGE_SIDE),
+        "mean": mean,
+        "std": std,
+        "autocast_dtype": choice.autocast_dtype,
+        "memory_format": memory_format,
+    }
+    step = TrainStep(optimizer=optimizer, scaler=scaler, replicas=collective.world_size, **common)
+    eval_step = EvalStep(**common)
+    phases = step_phases(step, collective)
+    graphs = settings.cuda_graphs and (on_gpu or capture is not None)
+    if graphs:
+        run_train, run_eval = capture_steps(
+            capture=capture or CudaGraphs(),
+            phases=phases,
+            step=step,
+            eval_step=eval_step,
+            net=net,
+            first_images=train.images[:batch],
+            first_labels=train.labels[:batch],
+        )
+    else:
+        run_train, run_eval = compose(phases, None), eval_step
+    return Steps(
+        net=net,
+        step=step,
+        eval_step=eval_step,
+        run_train=run_train,
+        run_eval=run_eval,
+        channels_last=channels_last,
+        graphs=graphs,
+    )
+
+
 def train(
     settings: Settings,
     *,
@@ -702,8 +707,8 @@ def train(
     `stop` is requested. The tests inject `hardware` (a GPU's compute capability), `capture`
     (the graph branch on the CPU), `collective` (a replica's process group) and `stop`."""
     started_at = started_at or time.time()
-    lap = time.perf_counter()
     timings = Timings()
+    lap = Lap()
     collective = collective or Collective(device=torch.device("cpu"))
     stop = stop or StopRequest()
     leader = collective.rank == 0
@@ -720,101 +725,73 @@ def train(
     if on_gpu:
         torch.zeros(1, device=device)  # the CUDA context, counted as start-up
     timings.startup = time.time() - started_at
+    lap.take()
 
-    def take_lap() -> float:
-        nonlocal lap
-        now = time.perf_counter()
-        seconds, lap = now - lap, now
-        return seconds
-
-    take_lap()
     train_split, test_split = load_data(settings.data_dir, device)
-    batch = settings.batch_size
-    if batch * settings.replicas > len(train_split.labels):
+    if settings.batch_size * settings.replicas > len(train_split.labels):
         raise TrainerError(
-            f"batch_size: {batch} x {settings.replicas} replicas exceeds the "
+            f"batch_size: {settings.batch_size} x {settings.replicas} replicas exceeds the "
             f"{len(train_split.labels)} training images"
         )
     mean, std = channel_stats(train_split.images)
-    if on_gpu:
-        torch.cuda.synchronize(device)
-    timings.data = take_lap()
-
-    channels_last = on_gpu if settings.channels_last is None else settings.channels_last
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    init_generator = torch.Generator().manual_seed(settings.seed)
-    data_generator = torch.Generator(device=device).manual_seed(settings.seed)
-    net = build_network(settings.model, classes=NUM_CLASSES, stem=settings.stem)
-    xavier_init(net, magnitude=2.0, generator=init_generator)
-    net = net.to(device=device, memory_format=memory_format)
-    optimizer = SGD(net=net, lr=settings.learning_rate, momentum=settings.momentum, wd=settings.wd)
-    scaler = LossScaler(device=device) if choice.loss_scaling else None
-    runnable = torch.compile(net) if settings.compile and on_gpu else net
-    batch_shape = (batch, 3, IMAGE_SIDE, IMAGE_SIDE)
-    common = {"net": runnable, "batch_shape": batch_shape, "mean": mean, "std": std}
-    common |= {"autocast_dtype": choice.autocast_dtype, "memory_format": memory_format}
-    step = TrainStep(optimizer=optimizer, scaler=scaler, replicas=collective.world_size, **common)
-    eval_step = EvalStep(**common)
-    phases = step_phases(step, collective)
-    use_graphs = settings.cuda_graphs and (on_gpu or capture is not None)
-    if use_graphs:
-        run_train, run_eval = capture_steps(
-            capture=capture or CudaGraphs(),
-            phases=phases,
-            step=step,
-            eval_step=eval_step,
-            net=net,
-            first_images=train_split.images[:batch],
-            first_labels=train_split.labels[:batch],
-        )
-    else:
-        run_train, run_eval = compose(phases, None), eval_step
-    best = BestWeights(net)
-    if on_gpu:
-        torch.cuda.synchronize(device)
-    timings.capture = take_lap()
-
+    timings.data = lap.take(device)
+    steps = build_steps(
+        settings,
+        device=device,
+        choice=choice,
+        collective=collective,
+        capture=capture,
+        train=train_split,
+        mean=mean,
+        std=std,
+    )
+    best = BestWeights(steps.net)
+    timings.capture = lap.take(device)
     if leader:
         print(
             f"model: {settings.model.value} stem={settings.stem.value} "
-            f"parameters={count_parameters(net)} batch={batch * collective.world_size} "
-            f"({batch} per replica x {collective.world_size}) "
+            f"parameters={count_parameters(steps.net)} "
+            f"batch={settings.batch_size * collective.world_size} "
+            f"({settings.batch_size} per replica x {collective.world_size}) "
             f"train_images={len(train_split.labels)} test_images={len(test_split.labels)}",
             flush=True,
         )
         print(
             f"setup: device={device} ({hardware.name}) replicas={collective.world_size} "
             f"precision={choice.precision.value} ({choice.reason}) "
-            f"loss_scaling={choice.loss_scaling} cuda_graphs={use_graphs} "
-            f"channels_last={channels_last} compile={settings.compile and on_gpu} "
-            f"{backends.describe()} "
-            f"gpu_share={settings.gpus.share:g}",
+            f"loss_scaling={choice.loss_scaling} cuda_graphs={steps.graphs} "
+            f"channels_last={steps.channels_last} compile={settings.compile and on_gpu} "
+            f"{backends.describe()} gpu_share={settings.gpus.share:g}",
             flush=True,
         )
         if settings.model_dir is None:
             print("note: no SM_MODEL_DIR or --model-dir, weights are not saved", flush=True)
 
+    data_generator = torch.Generator(device=device).manual_seed(settings.seed)
     stopped: EpochResult | None = None
     for epoch in range(1, settings.epochs + 1):
-        epoch_start = time.time()
-        timings.first_epoch_start = timings.first_epoch_start or epoch_start
+        timings.first_epoch_start = timings.first_epoch_start or time.time()
         result = train_epoch(
-            run_step=run_train,
-            step=step,
+            run_step=steps.run_train,
+            step=steps.step,
             train=train_split,
             generator=data_generator,
             collective=collective,
             stop=stop,
         )
-        timings.train += take_lap()
+        timings.train += lap.take()
         timings.images += result.images
         if result.stopped_after is not None:
             stopped = result
             break
         accuracy = evaluate(
-            run_step=run_eval, step=eval_step, test=test_split, net=net, collective=collective
+            run_step=steps.run_eval,
+            step=steps.eval_step,
+            test=test_split,
+            net=steps.net,
+            collective=collective,
         )
-        timings.evaluate += take_lap()
+        timings.evaluate += lap.take()
         timings.last_epoch_end = time.time()
         if leader:
             print(
@@ -824,14 +801,14 @@ def train(
                 flush=True,
             )
         if best.accuracy is None or accuracy > best.accuracy:
-            best.keep(net, epoch=epoch, accuracy=accuracy, collective=collective)
-            timings.save += take_lap()
+            best.keep(steps.net, epoch=epoch, accuracy=accuracy, collective=collective)
+            timings.save += lap.take(device)
 
     if leader and settings.model_dir is not None and best.epoch is not None:
         description = describe_model(settings, mean, std)
         description |= {"epoch": best.epoch, "validation_accuracy": best.accuracy}
         best.write(model_dir=settings.model_dir, description=description)
-    timings.save += take_lap()
+    timings.save += lap.take()
     if leader:
         print_footer(
             settings=settings,
