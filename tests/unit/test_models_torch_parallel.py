@@ -57,7 +57,15 @@ def reference_parameters(data_dir: Path, *, bn_per_replica: bool) -> dict[str, t
     statistics are per device by design (averaged when the model is saved, as Gluon does), so
     they are not compared. `bn_per_replica=False` is the negative control: BN over all 16.
     """
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the replicas run (OMP_NUM_THREADS=1): the same kernels
+    try:
+        return _reference_parameters(data_dir, bn_per_replica=bn_per_replica)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _reference_parameters(data_dir: Path, *, bn_per_replica: bool) -> dict[str, torch.Tensor]:
     train, _ = tc.load_data(data_dir, torch.device("cpu"))
     mean, std = tc.channel_stats(train.images)
     net = tc.build_network(tc.Architecture.SMALL_CNN, classes=10, stem=tc.Stem.IMAGENET)
