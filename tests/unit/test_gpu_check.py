@@ -47,6 +47,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Complete
     return run_check(out), out
 
 
+@pytest.mark.slow
 def test_every_part_runs_and_both_summaries_are_written(smoke: tuple) -> None:
     completed, out = smoke
 
@@ -64,6 +65,7 @@ def test_every_part_runs_and_both_summaries_are_written(smoke: tuple) -> None:
     assert (out / "logs" / "trial" / "0.log").read_text().startswith("model: small_cnn")
 
 
+@pytest.mark.slow
 def test_the_parts_measure_what_they_promise(smoke: tuple) -> None:
     _, out = smoke
     parts = json.loads((out / "gpu_check.json").read_text())["parts"]
