@@ -165,6 +165,8 @@ def run_replicas(
                 )
                 process.start()
                 processes.append(process)
+            if stop.requested:  # a SIGTERM while they started: the later ones have it too
+                forward(signal.SIGTERM, None)
             waiting = dict(enumerate(processes))
             while waiting:
                 ready = multiprocessing.connection.wait([p.sentinel for p in waiting.values()])
