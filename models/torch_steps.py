@@ -54,23 +54,20 @@ class SGD:
     @torch.no_grad()
     def step(self, keep: torch.Tensor | None = None) -> None:
         """One update from `grads`; with `keep` (0-dim, 0.0 or 1.0: loss scaling's verdict)
-        a step whose gradients overflowed changes nothing."""
+        a step whose gradients overflowed changes nothing, without asking the host."""
         update = self.grads
         if self.wd:
             update.add_(self.weights, alpha=self.wd)
         if keep is not None:
-            update.mul_(keep)
+            update.mul_(keep)  # all zero after an overflow (the scaler zeroed what was not finite)
         if self.velocity is not None:
-            if keep is None:
-                self.velocity.mul_(self.momentum)
-            else:
-                self.velocity.mul_(torch.where(keep > 0, self.momentum, 1.0))
-            self.velocity.add_(update)
+            decay = self.momentum if keep is None else torch.where(keep > 0, self.momentum, 1.0)
+            self.velocity.mul_(decay).add_(update)
             update = self.velocity
-            if keep is not None:
-                self.weights.addcmul_(update, keep, value=-self.lr)
-                return
-        self.weights.add_(update, alpha=-self.lr)
+        if keep is None:
+            self.weights.add_(update, alpha=-self.lr)
+        else:
+            self.weights.addcmul_(update, keep, value=-self.lr)
 
     def reset(self) -> None:
         """Momentum back to zero, in place (a captured graph holds the buffers' addresses)."""
