@@ -280,6 +280,8 @@ def test_a_failing_model_falls_back_to_random_and_counts_it() -> None:
         searcher.observe(f"t{i}", value)  # overflows standardisation
     assert searcher.suggest("next") is not None
     assert searcher.fallback_count == 1
+    telemetry = searcher.telemetry()
+    assert (telemetry.fallback_count, telemetry.suggestions) == (1, 3)
 
 
 def test_a_finite_space_is_used_up_without_repeats() -> None:
