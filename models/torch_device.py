@@ -208,6 +208,8 @@ def apply_backends(plan: BackendPlan, device: torch.device) -> None:
         # cuBLAS reads this when its first handle is made: before any maths on the GPU.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         # warn_only: a few backward kernels (adaptive pooling) have no deterministic twin.
+        # (This imports torch._inductor's config, and with it torch._dynamo: seconds of
+        # start-up, paid only by deterministic runs.)
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = plan.cudnn_benchmark
