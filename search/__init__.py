@@ -23,6 +23,7 @@ from search.errors import (
 )
 from search.factory import make_searcher
 from search.grid_search import GridSearcher
+from search.hyperband import HyperbandSearcher
 from search.parameters import (
     CategoricalParameter,
     ContinuousParameter,
@@ -32,13 +33,16 @@ from search.parameters import (
 from search.random_search import RandomSearcher
 from search.searcher import Searcher
 from search.space import SearchSpace
+from search.successive_halving import Decision
 from search.telemetry import SearchTelemetry
 
 __all__ = [
     "BayesianSearcher",
     "CategoricalParameter",
     "ContinuousParameter",
+    "Decision",
     "GridSearcher",
+    "HyperbandSearcher",
     "IntegerParameter",
     "ObjectiveType",
     "ObservationError",
