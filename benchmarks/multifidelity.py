@@ -73,6 +73,11 @@ ANYTIME_POINTS = 40
 BOOTSTRAP = 1000
 
 
+#: Methods whose runs take minutes: their seeds are split over several interpreters.
+SLOW = ("hyperband-gp", "synetune-mobster")
+SLOW_CHUNK = 3
+
+
 def run_all(
     methods: list[str],
     problems: list[str],
@@ -80,21 +85,34 @@ def run_all(
     seeds: list[int],
     jobs: int,
     budget_fraction: float,
+    records_path: Path,
 ) -> list[dict]:
-    """Each (method, problem) in its own interpreter, ``jobs`` at a time."""
+    """Run every (method, problem, workers, seed) not yet in ``records_path`` (JSON lines,
+    appended as interpreters finish, so an interrupted comparison resumes), ``jobs``
+    interpreters at a time; return every record of the requested runs."""
     for method in methods:
         interpreter = INTERPRETERS[METHODS[method][1]]
         if not interpreter.exists():
             raise SystemExit(f"{interpreter} is missing (for {method}); see this file's docstring")
-    out_dir = Path(tempfile.mkdtemp(prefix="multifidelity-"))
-    tasks = [(m, p) for p in problems for m in methods]
+    wanted = {(m, p, w, s) for m in methods for p in problems for w in workers for s in seeds}
+    todo = sorted(wanted - {_key(r) for r in _read(records_path)})
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for method, problem, w, seed in todo:
+        groups[(method, problem, w if method in SLOW else None)].append(seed)
+    tasks = []
+    for (method, problem, w), todo_seeds in groups.items():
+        size = SLOW_CHUNK if method in SLOW else len(todo_seeds)
+        for first in range(0, len(todo_seeds), size):
+            chunk_workers = [w] if w is not None else workers
+            tasks.append((method, problem, chunk_workers, todo_seeds[first : first + size]))
     # Slow methods first, so the pool does not end on one long straggler.
-    tasks.sort(key=lambda t: ("gp" not in t[0] and "mobster" not in t[0], t[1]))
+    tasks.sort(key=lambda t: (t[0] not in SLOW, t[1]))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    out_dir = Path(tempfile.mkdtemp(prefix="multifidelity-"))
 
-    def launch(task: tuple[str, str]) -> Path:
-        method, problem = task
-        out = out_dir / f"{method}-{problem}.jsonl"
+    def launch(number: int) -> None:
+        method, problem, task_workers, task_seeds = tasks[number]
+        out = out_dir / f"{number}.jsonl"
         command = [
             str(INTERPRETERS[METHODS[method][1]]),
             str(CURVES / "run.py"),
@@ -103,9 +121,9 @@ def run_all(
             "--problems",
             problem,
             "--workers",
-            *map(str, workers),
+            *map(str, task_workers),
             "--seeds",
-            *map(str, seeds),
+            *map(str, task_seeds),
             "--out",
             str(out),
             "--budget-fraction",
@@ -113,12 +131,28 @@ def run_all(
         ]
         started = time.time()
         subprocess.run(command, check=True, env=env, cwd=ROOT)
-        print(f"  {method} on {problem}: {time.time() - started:.0f} s", flush=True)
-        return out
+        with records_path.open("a") as records:
+            records.write(out.read_text())
+        print(
+            f"  {method} on {problem} x{task_workers} seeds {task_seeds}: "
+            f"{time.time() - started:.0f} s",
+            flush=True,
+        )
 
+    print(f"{len(todo)} runs to do in {len(tasks)} interpreters", flush=True)
     with ThreadPoolExecutor(jobs) as pool:
-        paths = list(pool.map(launch, tasks))
-    return [json.loads(line) for path in paths for line in path.read_text().splitlines()]
+        list(pool.map(launch, range(len(tasks))))
+    return [r for r in _read(records_path) if _key(r) in wanted]
+
+
+def _key(record: dict) -> tuple:
+    return (record["method"], record["problem"], record["workers"], record["seed"])
+
+
+def _read(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -282,27 +316,35 @@ def main(argv: list[str] | None = None) -> None:
         default=1 / 3,
         help="multi-fidelity methods run this fraction of Bayesian@30's epochs",
     )
-    parser.add_argument("--records", type=Path, nargs="+", help="summarise these records")
-    parser.add_argument("--save-records", type=Path, help="append the run records here")
+    parser.add_argument(
+        "--records",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "multifidelity-records.jsonl",
+        help="run records (JSON lines): runs already there are not repeated",
+    )
+    parser.add_argument("--summarise-only", action="store_true", help="run nothing")
     args = parser.parse_args(argv)
     if args.quick:
         args.problems, args.workers, args.seeds = ["wine"], [2], 2
+        args.records = Path(tempfile.gettempdir()) / "multifidelity-quick.jsonl"
     if "bayesian" not in args.methods:
         args.methods.insert(0, "bayesian")
     tables = {name: CurveTable.load(name) for name in args.problems}
     started = time.time()
-    if args.records:
-        records = [
-            json.loads(line) for path in args.records for line in path.read_text().splitlines()
-        ]
+    seeds = list(range(args.seeds))
+    if args.summarise_only:
+        wanted = {(m, p) for m in args.methods for p in args.problems}
+        records = [r for r in _read(args.records) if (r["method"], r["problem"]) in wanted]
     else:
-        seeds = list(range(args.seeds))
         records = run_all(
-            args.methods, args.problems, args.workers, seeds, args.jobs, args.budget_fraction
+            args.methods,
+            args.problems,
+            args.workers,
+            seeds,
+            args.jobs,
+            args.budget_fraction,
+            args.records,
         )
-        if args.save_records:
-            with args.save_records.open("a") as out:
-                out.writelines(json.dumps(r) + "\n" for r in records)
     wall = time.time() - started
     summary = summarise(records, tables)
     goals = targets(summary, args.workers)
