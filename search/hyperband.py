@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
@@ -162,6 +163,9 @@ class HyperbandSearcher(Searcher):
         self._hyperparameters: multi_fidelity_gp.Hyperparameters | None = None
         self._fitted_on = 0
         self._suggest_seconds: list[float] = []
+        # Guards the reports and the rung state, so that ``report`` may run in another
+        # thread while ``suggest`` fits the GP (it only holds the lock to copy the data).
+        self._report_lock = threading.Lock()
 
     # ----------------------------------------------------------------- public API
     @property
@@ -188,14 +192,16 @@ class HyperbandSearcher(Searcher):
     @property
     def reports(self) -> Mapping[str, tuple[Report, ...]]:
         """Every intermediate report, per trial in arrival order: ``(resource, value)``."""
-        return MappingProxyType({t: tuple(r) for t, r in self._reports.items()})
+        with self._report_lock:
+            return MappingProxyType({t: tuple(r) for t, r in self._reports.items()})
 
     @property
     def pending_resources(self) -> Mapping[str, int]:
         """For each running trial, the resource of its latest report (0 before any)."""
-        return MappingProxyType(
-            {t: (self._reports[t][-1][0] if self._reports.get(t) else 0) for t in self.pending}
-        )
+        with self._report_lock:
+            return MappingProxyType(
+                {t: (self._reports[t][-1][0] if self._reports.get(t) else 0) for t in self.pending}
+            )
 
     @property
     def suggest_seconds(self) -> tuple[float, ...]:
@@ -209,15 +215,19 @@ class HyperbandSearcher(Searcher):
     def report(self, trial_id: str, resource: int, value: float | None) -> Decision:
         """Record a running trial's ``value`` after ``resource`` (epochs) and say whether it
         should go on. None, NaN and ±inf stop it. Reports after a STOP or COMPLETE are
-        recorded (the model learns from them) and get the same decision again."""
+        recorded (the model learns from them) and get the same decision again.
+
+        Unlike the other calls, ``report`` may run in another thread while ``suggest`` does:
+        it never waits for the GP, so a job controller gets its decision at once."""
         if trial_id not in self.pending:
             state = "already observed" if trial_id in self.observations else "not running"
             raise TrialStateError(f"trial_id={trial_id!r} is {state}; cannot report for it")
         resource = check_resource(trial_id, resource)
         stored = _finite(value, field=f"value of trial {trial_id!r} at resource {resource}")
-        self._reports.setdefault(trial_id, []).append((resource, stored))
         judged = None if stored is None else self._to_maximize(stored)
-        return self._halving.report(trial_id, resource, judged)
+        with self._report_lock:
+            self._reports.setdefault(trial_id, []).append((resource, stored))
+            return self._halving.report(trial_id, resource, judged)
 
     # ------------------------------------------------------------ suggestions
     def _propose(self, trial_id: str, index: int) -> Config | None:
@@ -227,7 +237,8 @@ class HyperbandSearcher(Searcher):
         finite_priors = sum(v is not None for _, v in self.prior_observations)
         if not self._guided or index < self._initial_design_size - finite_priors:
             return self._random_config(seen, index)
-        points = self._training_points()
+        with self._report_lock:
+            points = self._training_points()
         if len({round(v, 12) for *_, v in points if v is not None}) < 2:
             return self._random_config(seen, index)
         start = time.perf_counter()
@@ -414,10 +425,13 @@ class HyperbandSearcher(Searcher):
 
     # ------------------------------------------------------------ state
     def _extra_state(self) -> dict[str, Any]:
+        with self._report_lock:
+            reports = [[t, [[r, v] for r, v in rows]] for t, rows in self._reports.items()]
+            halving = self._halving.state_dict()
         return {
             "options": self._options(),
-            "reports": [[t, [[r, v] for r, v in reports]] for t, reports in self._reports.items()],
-            "successive_halving": self._halving.state_dict(),
+            "reports": reports,
+            "successive_halving": halving,
             "gp_hyperparameters": self._hyperparameters,
             "gp_fitted_on": self._fitted_on,
             "suggest_seconds": list(self._suggest_seconds),
@@ -450,8 +464,9 @@ class HyperbandSearcher(Searcher):
             math.isfinite(x) for values in hyperparameters.values() for x in values
         ):
             raise StateDictError("Hyperband state has non-finite GP hyperparameters")
-        self._halving.load_state_dict(halving_state)
-        self._reports = reports
+        with self._report_lock:
+            self._halving.load_state_dict(halving_state)
+            self._reports = reports
         self._hyperparameters = hyperparameters
         self._fitted_on = fitted_on
         self._suggest_seconds = seconds

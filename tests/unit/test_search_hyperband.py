@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import warnings
 
 import pytest
@@ -249,6 +250,20 @@ def test_state_dict_round_trips_through_json_and_resumes_exactly() -> None:
     for state in (mine, theirs):
         del state["extra"]["suggest_seconds"]  # wall-clock timings differ
     assert mine == theirs
+
+
+def test_reports_from_another_thread_while_suggest_runs_do_not_wait_for_it() -> None:
+    searcher = build(initial_design_size=2)
+    for i in range(8):
+        run_trial(searcher, f"t{i}")
+    searcher.suggest("running")
+    answers: list[Decision] = []
+    thread = threading.Thread(target=lambda: answers.append(searcher.report("running", 1, 0.9)))
+    thread.start()  # may interleave with the suggestion below
+    assert searcher.suggest("next") is not None
+    thread.join()
+    assert answers == [Decision.CONTINUE]
+    assert searcher.reports["running"] == ((1, 0.9),)
 
 
 def test_state_from_a_searcher_with_other_resources_is_refused() -> None:
