@@ -65,14 +65,28 @@ def _setting_section(
             for m, c in comparisons.items()
         )
     best_peer = max(peers, key=means.get) if peers else None
+    overall = {m: _per_seed_means(table, setting, problems, m) for m in [OURS, *peers]}
     lines += [
         "",
         f"- mean: {OURS} {means[OURS]:.1f}"
         + (f", best peer {best_peer} {means[best_peer]:.1f}" if best_peer else ""),
+        f"- {OURS} - peer on the mean over problems, paired per seed: "
+        + ", ".join(f"{m} {paired(overall[OURS], overall[m])}" for m in peers),
         f"- {OURS} ahead of every peer (higher mean) on {ahead_all}/{len(problems)} problems; "
         f"best or tied (no peer significantly better) on {best_or_tied}/{len(problems)}",
     ]
     return lines
+
+
+def _per_seed_means(
+    table: dict[tuple[str, str], dict[str, dict[int, float]]],
+    setting: str,
+    problems: list[str],
+    method: str,
+) -> dict[int, float]:
+    """``{seed: mean score over problems}`` for the seeds every problem has."""
+    seeds = set.intersection(*(set(table[(setting, p)][method]) for p in problems))
+    return {s: mean(table[(setting, p)][method][s] for p in problems) for s in seeds}
 
 
 def _parallel_penalty(table: dict[tuple[str, str], dict[str, dict[int, float]]]) -> list[str]:
