@@ -13,6 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import SpecError, SpecProblem
 from orchestrator.spec.enums import EarlyStoppingType
+from orchestrator.spec.names import (
+    HYPERPARAMETER_NAME_RULE,
+    case_collisions,
+    hyperparameter_variable,
+    is_hyperparameter_name,
+)
 from orchestrator.spec.problems import suggest
 from orchestrator.spec.sections import TrainerSpec, locate_executable
 from search import SearchSpace, SearchSpaceError, Strategy
@@ -61,6 +67,7 @@ def check_metrics(spec: JobSpec, findings: Findings) -> None:
 def check_parameters(spec: JobSpec, findings: Findings) -> None:
     """Ranges are checked one by one (so every bad range is reported under its own field),
     then as a whole space (limits on counts, static values); the rules are `search`'s."""
+    bad_names = _check_names(spec, findings)
     both = sorted(set(spec.hyperparameters) & set(spec.hyperparameter_ranges))
     for name in both:
         findings.problem(
@@ -70,6 +77,8 @@ def check_parameters(spec: JobSpec, findings: Findings) -> None:
             "a parameter is either static or tuned",
         )
     for name, declared in spec.hyperparameter_ranges.items():
+        if name in bad_names:
+            continue  # reported once, by the name rule
         try:
             SearchSpace.from_config({name: declared})
         except SearchSpaceError as error:
@@ -90,6 +99,31 @@ def check_parameters(spec: JobSpec, findings: Findings) -> None:
                     "strategy Grid enumerates values; it cannot take a continuous range "
                     "(use Integer or Categorical, or another strategy)",
                 )
+
+
+def _check_names(spec: JobSpec, findings: Findings) -> set[str]:
+    """Script mode's name rule, and no two names that set the same `SM_HP_<NAME>`; returns the
+    names that broke the rule."""
+    bad: set[str] = set()
+    where: dict[str, str] = {}  # name -> the field it is declared in first
+    for field, names in (
+        ("hyperparameters", spec.hyperparameters),
+        ("hyperparameter_ranges", spec.hyperparameter_ranges),
+    ):
+        for name in names:
+            where.setdefault(name, field)
+            if not is_hyperparameter_name(name):
+                bad.add(name)
+                findings.problem(f"{field}.{name}", name, HYPERPARAMETER_NAME_RULE)
+    good = [name for name in where if name not in bad]
+    for earlier, later in case_collisions(good):
+        findings.problem(
+            f"{where[later]}.{later}",
+            later,
+            f"differs from {earlier!r} (in {where[earlier]}) only by case; both would set "
+            f"{hyperparameter_variable(later)}, so hyperparameter names must differ ignoring case",
+        )
+    return bad
 
 
 def _range_problem(name: str, declared: Mapping[str, Any], error: SearchSpaceError) -> SpecProblem:
@@ -174,12 +208,13 @@ def check_parents_exist(spec: JobSpec, findings: Findings) -> None:
         return
     for index, parent in enumerate(spec.warm_start_config.parent_hyperparameter_tuning_jobs):
         path = spec.resolve_path(parent)
-        if not path.is_dir():
+        field = f"warm_start_config.parent_hyperparameter_tuning_jobs[{index}]"
+        if path == spec.job_dir:
             findings.problem(
-                f"warm_start_config.parent_hyperparameter_tuning_jobs[{index}]",
-                parent,
-                f"parent job directory not found (resolved to {path})",
+                field, parent, "is this job's own directory; a job cannot warm-start from itself"
             )
+        elif not path.is_dir():
+            findings.problem(field, parent, f"parent job directory not found (resolved to {path})")
 
 
 def check_resources(spec: JobSpec, available: Mapping[str, float]) -> None:

@@ -1,4 +1,5 @@
-"""Reading a job file: YAML to data, refusing what PyYAML would silently accept."""
+"""Reading a job file: YAML to data, refusing what PyYAML would silently accept and documents
+too large, too deep or too alias-laden to check quickly (`orchestrator.spec.yaml_bounds`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import yaml
 
 from orchestrator.errors import SpecError, SpecProblem
 from orchestrator.spec.schema import JobSpec
+from orchestrator.spec.yaml_bounds import MAX_FILE_BYTES, BoundedLoader, YamlBoundError
 
 
 def load_job_spec(
@@ -19,10 +21,34 @@ def load_job_spec(
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)  # bounded: the path may be a device or a pipe
     except OSError as error:
         raise SpecError(
             [SpecProblem("<job file>", source, f"cannot be read: {error.strerror}")], source=source
+        ) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise SpecError(
+            [
+                SpecProblem(
+                    "<job file>",
+                    source,
+                    f"is larger than {MAX_FILE_BYTES:,} bytes, the limit for a job file "
+                    "(one at SageMaker's limits is under half of that)",
+                )
+            ],
+            source=source,
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError(
+            [
+                SpecProblem(
+                    "<job file>", source, f"is not UTF-8 text: {error.reason} at byte {error.start}"
+                )
+            ],
+            source=source,
         ) from None
     data = parse_yaml(text, source=source)
     anchor = base_dir if base_dir is not None else path.parent
@@ -31,14 +57,16 @@ def load_job_spec(
 
 def parse_yaml(text: str, *, source: str | None = None) -> Any:
     """YAML to Python data, refusing duplicate keys (PyYAML silently keeps the last one, which
-    would hide a parameter defined twice)."""
-    loader = yaml.SafeLoader(text)
+    would hide a parameter defined twice) and documents past `yaml_bounds`' limits."""
+    loader = BoundedLoader(text)
     try:
         node = loader.get_single_node()
         duplicates = _duplicate_keys(node, "") if node is not None else []
         if duplicates:
             raise SpecError(duplicates, source=source)
         return loader.construct_document(node) if node is not None else None
+    except YamlBoundError as error:
+        raise SpecError([SpecProblem("<job file>", source, error.rule)], source=source) from None
     except yaml.YAMLError as error:
         raise SpecError(
             [
@@ -56,7 +84,8 @@ def _describe_yaml_error(error: yaml.YAMLError) -> str:
     """PyYAML's message on one line: what is wrong and where."""
     if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
         mark = error.problem_mark
-        return f"{error.problem} (line {mark.line + 1}, column {mark.column + 1})"
+        what = f"{error.context}, {error.problem}" if error.context else error.problem
+        return f"{what} (line {mark.line + 1}, column {mark.column + 1})"
     return " ".join(str(error).split())
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from orchestrator.errors import SpecProblem
 from orchestrator.spec.schema import JobSpec
 
@@ -29,17 +31,17 @@ def validate_sample_log(spec: JobSpec, log_text: str) -> list[SpecProblem]:
                     field,
                     definition.regex,
                     f"metric {definition.name!r} matches the log but captures no number "
-                    f"(first capture: {captures[0]!r})",
+                    f"(NaN and infinity do not count; first capture: {captures[0]!r})",
                 )
             )
     return problems
 
 
 def _is_number(text: str | None) -> bool:
+    """A finite number: a trial records NaN and infinity as no value."""
     if text is None:
         return False
     try:
-        float(text)
+        return math.isfinite(float(text))
     except ValueError:
         return False
-    return True

@@ -157,6 +157,7 @@ class JobSpec(Section):
     @field_validator("inputs")
     @classmethod
     def _channels_are_valid(cls, value: dict[str, str]) -> dict[str, str]:
+        seen: dict[str, str] = {}
         for channel, path in value.items():
             if not CHANNEL_PATTERN.fullmatch(channel):
                 raise RuleViolation(
@@ -165,6 +166,15 @@ class JobSpec(Section):
                     value=channel,
                     subfield=channel,
                 )
+            variable = f"SM_CHANNEL_{channel.upper()}"
+            if variable in seen:
+                raise RuleViolation(
+                    f"differs from {seen[variable]!r} only by case; both would set {variable}, "
+                    "so channel names must differ ignoring case",
+                    value=channel,
+                    subfield=channel,
+                )
+            seen[variable] = channel
             if not path:
                 raise RuleViolation("must be a path", value=path, subfield=channel)
         return value

@@ -15,9 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from orchestrator.errors import TrialError
+from orchestrator.spec.names import HYPERPARAMETER_NAME_RULE, is_hyperparameter_name
 
-# Hyperparameter names become `--name` flags and `SM_HP_<NAME>` variables.
-_HYPERPARAMETER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,255}")
 # SageMaker's channel name rule; the name also becomes `SM_CHANNEL_<NAME>`.
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 # Variables that describe one job: inherited ones (a worker started by another job) are dropped.
@@ -167,11 +166,8 @@ def _to_python_scalar(value: object) -> object:
 
 
 def _check_hyperparameter_name(name: object) -> None:
-    if not isinstance(name, str) or not _HYPERPARAMETER_NAME.fullmatch(name):
-        raise TrainingEnvError(
-            f"hyperparameter name {name!r}: must be 1-256 characters of letters, digits, '_', "
-            "'.', '-' and not start with '-' or '.'"
-        )
+    if not is_hyperparameter_name(name):
+        raise TrainingEnvError(f"hyperparameter name {name!r}: {HYPERPARAMETER_NAME_RULE}")
 
 
 def _typed_hyperparameters(hyperparameters: Mapping[str, object]) -> dict[str, object]:

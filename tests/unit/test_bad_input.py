@@ -2,14 +2,18 @@
 
 One table covers the rules that apply to the spec as data; the YAML-level rules (not a
 mapping, duplicate keys, syntax) and warnings have their own small tables below it.
+
+Tests that try bad input carry `@bad_input(kind)`; `benchmarks/bad_input.py` runs them and
+counts their cases per kind for the bad-input table in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -18,6 +22,29 @@ from orchestrator.spec import JobSpec, check_resources, load_job_spec, parse_yam
 
 JOBS = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "jobs"
 DELETE = object()
+#: The kinds of bad input the table in benchmarks/RESULTS.md counts, in its order.
+KINDS = (
+    "job specs",
+    "hyperparameter and channel names",
+    "YAML documents",
+    "warm-start parents",
+    "sample logs",
+    "CLI invocations",
+)
+Test = TypeVar("Test", bound=Callable[..., Any])
+
+
+def bad_input(kind: str) -> Callable[[Test], Test]:
+    """Mark a test as trying bad input of `kind` (one of `KINDS`); each case must be refused
+    with a named error before any trial runs."""
+    if kind not in KINDS:
+        raise ValueError(f"bad_input kind {kind!r} is not one of {KINDS}")
+
+    def mark(test: Test) -> Test:
+        test.bad_input = kind  # type: ignore[attr-defined]
+        return test
+
+    return mark
 
 
 @dataclasses.dataclass(frozen=True)
@@ -589,6 +616,7 @@ def test_the_minimal_job_is_valid(tmp_path: Path) -> None:
     assert spec.name == "minimal" and spec.warnings == ()
 
 
+@bad_input("job specs")
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_bad_input_is_refused_naming_field_value_and_rule(case: Case, tmp_path: Path) -> None:
     data = changed(minimal_job(), case.changes)
@@ -606,6 +634,7 @@ YAML_CASES = [
 ]
 
 
+@bad_input("YAML documents")
 @pytest.mark.parametrize(
     ("text", "field", "value"), [c[1:] for c in YAML_CASES], ids=[c[0] for c in YAML_CASES]
 )
@@ -622,6 +651,7 @@ def test_yaml_that_is_not_a_mapping_is_refused(
     assert str(caught.value).startswith(f"job spec {path} is invalid")
 
 
+@bad_input("YAML documents")
 def test_a_parameter_defined_twice_in_yaml_is_refused() -> None:
     with pytest.raises(SpecError) as caught:
         load_job_spec(JOBS / "bad_duplicate_parameter.yaml")
@@ -631,6 +661,7 @@ def test_a_parameter_defined_twice_in_yaml_is_refused() -> None:
     )
 
 
+@bad_input("YAML documents")
 def test_yaml_syntax_errors_name_the_file_and_the_position(tmp_path: Path) -> None:
     path = tmp_path / "job.yaml"
     path.write_text("name: [unclosed\nmax_jobs: 2\n")
@@ -642,6 +673,7 @@ def test_yaml_syntax_errors_name_the_file_and_the_position(tmp_path: Path) -> No
     assert "line" in str(caught.value)
 
 
+@bad_input("YAML documents")
 @pytest.mark.parametrize(
     ("job_file", "field", "value", "rule"),
     [
@@ -701,6 +733,7 @@ def test_suspicious_input_loads_with_a_warning_naming_field_value_and_rule(
     assert case.field in str(warning) and repr(case.value) in str(warning)
 
 
+@bad_input("job specs")
 def test_more_resources_than_the_cluster_has_are_refused_with_the_numbers(tmp_path: Path) -> None:
     data = changed(minimal_job(), {"resources_per_trial": {"cpu": 4, "gpu": 2}})
     spec = JobSpec.from_mapping(data, base_dir=tmp_path)
@@ -717,6 +750,7 @@ def test_more_resources_than_the_cluster_has_are_refused_with_the_numbers(tmp_pa
     assert "one trial needs 4 CPUs but the cluster offers 2" in str(caught.value)
 
 
+@bad_input("job specs")
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     data = changed(minimal_job(), {"name": "", "max_jobs": 0, "trainer.comand": ["x"]})
 

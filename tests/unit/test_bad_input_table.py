@@ -1,4 +1,6 @@
-"""Issue 8's "Bad input" cases that tests/unit/test_bad_input.py does not have yet.
+"""Bad input that tests/unit/test_bad_input.py does not have yet: issue 8's remaining cases,
+names that script mode cannot pass to a trainer, and YAML documents too large, deep or
+alias-laden to check.
 
 Same table shape and the same check (the error names the field, the value and the rule); the
 helpers come from that module so both tables judge errors alike.
@@ -11,10 +13,13 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import SpecError
-from orchestrator.spec import JobSpec
+from orchestrator.spec import JobSpec, load_job_spec, parse_yaml
+from orchestrator.spec.yaml_bounds import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
 from tests.unit.test_bad_input import (
+    JOBS,
     Case,
     assert_names_field_value_and_rule,
+    bad_input,
     categorical,
     changed,
     continuous,
@@ -57,6 +62,78 @@ CASES = [
 ]
 
 
+NAME_RULE = "1-256 characters of letters, digits, '_', '.' and '-' and must not start with"
+LR = continuous(0.001, 0.1, "Logarithmic")
+NAME_CASES = [
+    # Names become `--name value` arguments and SM_HP_<NAME> variables (script mode).
+    Case(
+        "tuned-name-with-a-space",
+        {"hyperparameter_ranges": {"learning rate": LR}},
+        "hyperparameter_ranges.learning rate",
+        "learning rate",
+        NAME_RULE,
+    ),
+    Case(
+        "static-name-like-an-option",
+        {"hyperparameters": {"-x": 1}},
+        "hyperparameters.-x",
+        "-x",
+        NAME_RULE,
+    ),
+    Case(
+        "static-name-with-equals",
+        {"hyperparameters": {"a=b": 1}},
+        "hyperparameters.a=b",
+        "a=b",
+        NAME_RULE,
+    ),
+    Case(
+        "tuned-name-starting-with-a-dot",
+        {"hyperparameter_ranges": {".lr": LR}},
+        "hyperparameter_ranges..lr",
+        ".lr",
+        NAME_RULE,
+    ),
+    Case(
+        "tuned-name-not-ascii",
+        {"hyperparameter_ranges": {"tasa_é": LR}},
+        "hyperparameter_ranges.tasa_é",
+        "tasa_é",
+        NAME_RULE,
+    ),
+    Case("static-name-empty", {"hyperparameters": {"": 1}}, "hyperparameters.", "", NAME_RULE),
+    Case(
+        "static-name-too-long",
+        {"hyperparameters": {"n" * 257: 1}},
+        f"hyperparameters.{'n' * 257}",
+        "n" * 257,
+        NAME_RULE,
+    ),
+    Case(
+        "static-and-tuned-names-differ-only-by-case",
+        {"hyperparameters": {"LR": 0.1}, "hyperparameter_ranges": {"lr": LR}},
+        "hyperparameter_ranges.lr",
+        "lr",
+        "differs from 'LR' (in hyperparameters) only by case; both would set SM_HP_LR",
+    ),
+    Case(
+        "tuned-names-differ-only-by-case",
+        {"hyperparameter_ranges": {"lr": LR, "Lr": LR}},
+        "hyperparameter_ranges.Lr",
+        "Lr",
+        "differs from 'lr' (in hyperparameter_ranges) only by case; both would set SM_HP_LR",
+    ),
+    Case(
+        "channel-names-differ-only-by-case",
+        {"inputs": {"train": "data/a", "TRAIN": "data/b"}},
+        "inputs.TRAIN",
+        "TRAIN",
+        "differs from 'train' only by case; both would set SM_CHANNEL_TRAIN",
+    ),
+]
+
+
+@bad_input("job specs")
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_more_bad_input_is_refused_naming_field_value_and_rule(case: Case, tmp_path: Path) -> None:
     data = changed(minimal_job(), case.changes)
@@ -65,3 +142,127 @@ def test_more_bad_input_is_refused_naming_field_value_and_rule(case: Case, tmp_p
         JobSpec.from_mapping(data, base_dir=tmp_path)
 
     assert_names_field_value_and_rule(caught.value, case.field, case.value, case.rule)
+
+
+@bad_input("hyperparameter and channel names")
+@pytest.mark.parametrize("case", NAME_CASES, ids=[case.id for case in NAME_CASES])
+def test_names_script_mode_cannot_pass_are_refused(case: Case, tmp_path: Path) -> None:
+    data = changed(minimal_job(), case.changes)
+
+    with pytest.raises(SpecError) as caught:
+        JobSpec.from_mapping(data, base_dir=tmp_path)
+
+    assert_names_field_value_and_rule(caught.value, case.field, case.value, case.rule)
+
+
+def test_names_script_mode_can_pass_are_accepted(tmp_path: Path) -> None:
+    ranges = {"learning_rate": LR, "Model.depth": categorical([2, 4]), "wd-2": LR, "_x": LR}
+    data = changed(minimal_job(), {"hyperparameter_ranges": ranges, "hyperparameters": {"9": 1}})
+
+    spec = JobSpec.from_mapping(data, base_dir=tmp_path)
+
+    assert set(spec.hyperparameter_ranges) == set(ranges) and spec.hyperparameters == {"9": 1}
+
+
+def alias_bomb(levels: int, width: int = 10) -> str:
+    """A job file whose anchors alias the previous anchor `width` times: width**levels nodes."""
+    lines = ["name: bomb", "a0: &a0 [" + ", ".join(["x"] * width) + "]"]
+    for level in range(1, levels):
+        lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+YAML_BOUND_CASES = [
+    # (id, job file text, rule): each refused naming the job file, the limit and the rule.
+    ("alias-bomb-of-ten-million-nodes", alias_bomb(7), f"expands to more than {MAX_NODES:,} YAML"),
+    ("alias-bomb-used-as-a-value", alias_bomb(5) + "max_jobs: *a4\n", f"more than {MAX_NODES:,}"),
+    (
+        "flow-nesting-5000-deep",
+        "name: " + "[" * 5000 + "]" * 5000 + "\n",
+        f"deeper than {MAX_DEPTH}",
+    ),
+    (
+        "block-nesting-40-deep",
+        "".join(" " * i + f"k{i}:\n" for i in range(40)) + " " * 40 + "x\n",
+        f"deeper than {MAX_DEPTH} levels on line {MAX_DEPTH}",
+    ),
+    (
+        "alias-deepens-past-the-limit",
+        "a: &a " + "[" * 20 + "]" * 20 + "\nb: [[[[[[[[[[[[[[[[*a]]]]]]]]]]]]]]]]\n",
+        f"deeper than {MAX_DEPTH} levels on line 2",
+    ),
+    (
+        "recursive-sequence",
+        "name: &a [1, *a]\n",
+        "alias *a on line 1 refers to a node that contains",
+    ),
+    ("recursive-mapping", "trainer: &t {command: *t}\n", "a job spec cannot be recursive"),
+    (
+        "larger-than-the-file-limit",
+        "name: x\n" + "#" * MAX_FILE_BYTES + "\n",
+        f"larger than {MAX_FILE_BYTES:,} bytes",
+    ),
+    (
+        "two-documents",
+        "name: a\n---\nname: b\n",
+        "is not valid YAML: expected a single document in the stream, but found another",
+    ),
+    ("undefined-alias", "name: *nowhere\n", "is not valid YAML: found undefined alias 'nowhere'"),
+    (
+        "tab-indentation",
+        "trainer:\n\tcommand: [python]\n",
+        "found character '\\t' that cannot start any token (line 2, column 1)",
+    ),
+]
+
+
+@bad_input("YAML documents")
+@pytest.mark.parametrize(
+    ("text", "rule"), [c[1:] for c in YAML_BOUND_CASES], ids=[c[0] for c in YAML_BOUND_CASES]
+)
+def test_yaml_past_the_bounds_is_refused_naming_the_file_the_limit_and_the_rule(
+    text: str, rule: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text(text, encoding="utf-8")
+
+    with pytest.raises(SpecError) as caught:
+        load_job_spec(path)
+
+    assert_names_field_value_and_rule(caught.value, "<job file>", str(path), rule)
+    assert str(caught.value).startswith(f"job spec {path} is invalid (1 problem)")
+
+
+@bad_input("YAML documents")
+def test_a_job_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_bytes(b"name: caf\xe9\n")
+
+    with pytest.raises(SpecError) as caught:
+        load_job_spec(path)
+
+    assert_names_field_value_and_rule(
+        caught.value, "<job file>", str(path), "is not UTF-8 text: invalid continuation byte"
+    )
+
+
+def test_a_job_file_at_the_limits_loads(tmp_path: Path) -> None:
+    """An anchor used twice, 30 levels of nesting and a file just under the byte limit are all
+    fine: the bounds leave room for any real job."""
+    nested = "[" * 29 + "1" + "]" * 29
+    text = (
+        (JOBS / "minimal.yaml").read_text()
+        + "hyperparameters: {batch: &batch 64, eval_batch: *batch}\n"
+        + f"inputs: {{train: data}}\nx-notes: {nested}\n"
+    ).replace("x-notes", "# x-notes")
+    text += "# " + "-" * (MAX_FILE_BYTES - len(text.encode()) - 3) + "\n"
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    assert path.stat().st_size == MAX_FILE_BYTES
+
+    spec = load_job_spec(path)
+
+    assert spec.hyperparameters == {"batch": 64, "eval_batch": 64}
+    assert parse_yaml(f"a: {nested}\n") == {
+        "a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]
+    }
