@@ -314,6 +314,34 @@ def markdown(summary: dict, methods: list[str]) -> str:
     return "\n".join(lines)
 
 
+def overview(summary: dict, methods: list[str], workers: list[int]) -> str:
+    """One table per parallelism: per problem, anytime accuracy, final accuracy at the
+    horizon and runs reaching Q (the detailed tables have the intervals)."""
+    lines = []
+    problems = sorted({key.split("@")[0] for key in summary})
+    for w in workers:
+        cells = {p: summary.get(f"{p}@{w}") for p in problems}
+        lines.append(f"\n**{w} in parallel**: anytime / final / runs >= Q (of 10)\n")
+        lines.append("| method | " + " | ".join(problems) + " |")
+        lines.append("|---|" + "---|" * len(problems))
+        lines.append(
+            "| Q (Bayesian@30, full budget) | "
+            + " | ".join(f"{c['Q']:.4f}" if c else "" for c in cells.values())
+            + " |"
+        )
+        for method in methods:
+            row = []
+            for cell in cells.values():
+                m = cell["methods"].get(method) if cell else None
+                row.append(
+                    f"{m['anytime']:.4f} / {m['final']:.4f} / {m['reached_Q_per_seed']}"
+                    if m
+                    else ""
+                )
+            lines.append(f"| {method} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def _fmt(value: float) -> str:
     return "-" if math.isinf(value) else f"{value:.0f}"
 
@@ -376,6 +404,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.quick:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(markdown(summary, args.methods))
+    print(overview(summary, args.methods, args.workers))
     print(f"\ntargets: {json.dumps(goals)}\nwall {wall:.0f} s")
 
 
