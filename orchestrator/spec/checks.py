@@ -204,8 +204,12 @@ def check_trainer_exists(trainer: TrainerSpec, findings: Findings) -> None:
 
 
 def check_parents_exist(spec: JobSpec, findings: Findings) -> None:
+    """Parents must exist when a job starts; once its job directory exists, the job has
+    recorded what it took from them (`orchestrator.store.warm_start`) and may be resumed
+    without them."""
     if spec.warm_start_config is None:
         return
+    started = spec.job_dir.is_dir()
     for index, parent in enumerate(spec.warm_start_config.parent_hyperparameter_tuning_jobs):
         path = spec.resolve_path(parent)
         field = f"warm_start_config.parent_hyperparameter_tuning_jobs[{index}]"
@@ -213,7 +217,7 @@ def check_parents_exist(spec: JobSpec, findings: Findings) -> None:
             findings.problem(
                 field, parent, "is this job's own directory; a job cannot warm-start from itself"
             )
-        elif not path.is_dir():
+        elif not path.is_dir() and not started:
             findings.problem(field, parent, f"parent job directory not found (resolved to {path})")
 
 

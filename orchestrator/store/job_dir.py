@@ -8,6 +8,7 @@ This module is the only code that spells a file name of the job directory. Layou
     ledger.jsonl           every trial event (see `orchestrator.store.ledger`)
     searcher_state.json    the searcher's `state_dict`, replaced atomically after each change
     trials/<trial_id>/     log.txt, hyperparameters.json, model/, output/
+    warm_start.json        what a warm-started job took from its parents (written once)
     driver.log, driver.pid the output and pid of a detached driver (`fit(wait=False)`)
     .lock                  held (flock) by the driver running the job; holds its pid
     ray/                   Ray Tune's own experiment files (not needed to resume)
@@ -15,10 +16,17 @@ This module is the only code that spells a file name of the job directory. Layou
 
 Only one driver may own a job directory at a time; `lock()` enforces it with `flock`, which the
 kernel releases when the driver dies, however it dies.
+
+Trial logs, hyperparameters and models can be private, so a job directory is created for its
+owner alone: directories 0700, files 0600. `OPENAMT_JOB_DIR_ACCESS=group` makes them readable by
+the owner's group (0750 and 0640), for a team sharing a machine or a cluster's shared disk; set
+it where the driver runs (and on every node that writes trial files). Directories above the job
+directory (`output_path`) are created with the process umask, as any other directory.
 """
 
 from __future__ import annotations
 
+import enum
 import fcntl
 import json
 import os
@@ -38,12 +46,68 @@ DRIVER_LOG = "driver.log"
 DRIVER_PID_FILE = "driver.pid"
 LOCK_FILE = ".lock"
 REPORT_FILE = "report.html"
+WARM_START_FILE = "warm_start.json"
 TRIALS_DIR = "trials"
 RAY_DIR = "ray"
+#: Who else may read a job directory: `private` (the default) or `group`.
+ACCESS_VARIABLE = "OPENAMT_JOB_DIR_ACCESS"
+#: The mode of a private job file; `file_mode()` is the mode the current setting gives.
+FILE_MODE = 0o600
+
+
+class Access(enum.Enum):
+    """Who may read a job directory besides its owner, as (directory mode, file mode)."""
+
+    PRIVATE = "private"  # nobody else: 0700 and 0600
+    GROUP = "group"  # the owner's group may read: 0750 and 0640
+
+    @property
+    def modes(self) -> tuple[int, int]:
+        return (0o700, 0o600) if self is Access.PRIVATE else (0o750, 0o640)
 
 
 class JobDirBusyError(OpenAMTError):
     """Another driver is running this job."""
+
+
+def access() -> Access:
+    """The access `OPENAMT_JOB_DIR_ACCESS` asks for (read each time: a notebook may set it)."""
+    text = os.environ.get(ACCESS_VARIABLE, Access.PRIVATE.value)
+    for member in Access:
+        if text.strip().lower() == member.value:
+            return member
+    raise OpenAMTError(
+        f"{ACCESS_VARIABLE}={text!r}: must be 'private' (only you may read the job directory: "
+        "directories 0700, files 0600) or 'group' (your group may read it too: 0750, 0640)"
+    )
+
+
+def dir_mode() -> int:
+    """The mode of the directories of a job directory under the current setting."""
+    return access().modes[0]
+
+
+def file_mode() -> int:
+    """The mode of the files of a job directory under the current setting."""
+    return access().modes[1]
+
+
+def make_dirs(path: Path) -> None:
+    """Create `path` inside a job directory, and its missing parents, with `dir_mode()`."""
+    path = Path(path)
+    if path.is_dir():
+        return
+    make_dirs(path.parent)
+    _make_dir(path, dir_mode())
+
+
+def _make_dir(path: Path, mode: int) -> None:
+    """mkdir with exactly `mode` (the umask would clear bits a group setting asks for)."""
+    try:
+        path.mkdir(mode=mode)
+    except FileExistsError:
+        return
+    os.chmod(path, mode)
 
 
 def _file(name: str) -> property:
@@ -81,6 +145,7 @@ class JobDir:
     lock_file = _file(LOCK_FILE)
     report_path = _file(REPORT_FILE)
     ray_storage = _file(RAY_DIR)
+    warm_start_path = _file(WARM_START_FILE)
 
     def trial_files(self, trial_id: str) -> TrialFiles:
         return TrialFiles(directory=self.path / TRIALS_DIR / trial_id)
@@ -90,9 +155,11 @@ class JobDir:
         return self.spec_path.exists() or self.job_file.exists()
 
     def create(self) -> None:
-        """Create the directory, failing clearly if the location is not writable."""
+        """Create the directory, failing clearly if the location is not writable. The job
+        directory gets `dir_mode()` even if it exists, so the current setting applies."""
         try:
-            (self.path / TRIALS_DIR).mkdir(parents=True, exist_ok=True)
+            self._make_root()
+            make_dirs(self.path / TRIALS_DIR)
             probe = self.path / ".write-probe"
             probe.write_text("ok")
             probe.unlink()
@@ -126,11 +193,21 @@ class JobDir:
     def record_driver_pid(self, pid: int) -> None:
         write_atomic(self.driver_pid_file, f"{pid}\n")
 
+    def _make_root(self) -> None:
+        """The job directory with `dir_mode()`; its parents (output_path) with the umask."""
+        mode = dir_mode()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _make_dir(self.path, mode)
+        if self.path.stat().st_mode & 0o777 != mode:
+            os.chmod(self.path, mode)
+
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the job's lock for the life of the driver."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        handle = open(self.lock_file, "a+")  # noqa: SIM115 - held across the yield
+        self._make_root()
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, file_mode())
+        os.fchmod(fd, file_mode())  # a lock file left by an older openamt keeps its mode else
+        handle = open(fd, "a+")  # noqa: SIM115 - held across the yield
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -148,12 +225,16 @@ class JobDir:
             handle.close()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temporary file, fsync and rename."""
+def write_atomic(path: Path, text: str, *, mode: int | None = None) -> None:
+    """Write `text` to `path` via a temporary file, fsync and rename. The file gets `mode`
+    (default `file_mode()`), whatever the umask."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
+    mode = file_mode() if mode is None else mode
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with open(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(fd, mode)  # a left-over temporary file keeps its old mode otherwise
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

@@ -143,7 +143,7 @@ def _make_planner(spec: JobSpec, job_dir: JobDir, ledger: Ledger) -> TrialPlanne
         spec.search_space(),
         objective_type=spec.objective_type.value,
         seed=spec.random_seed,
-        prior_observations=parent_observations(spec) or None,
+        prior_observations=parent_observations(spec, job_dir) or None,
     )
     state = job_dir.load_searcher_state()
     if state is not None:
