@@ -1,5 +1,6 @@
 # openamt: `make quickstart` runs a real tuning job; `make test` runs the test suite.
-# Both set up what they need first: .venv (orchestrator) and .venv-mxnet (the MXNet trainer).
+# Both set up what they need first: .venv (orchestrator) and .venv-mxnet (the MXNet trainer);
+# `make test` also the Debian packages the system tests need (.ci/system-packages).
 
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +10,7 @@ STAMPS := .stamps
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup quickstart test test-fast bench lint clean
+.PHONY: setup system-packages quickstart test test-fast bench lint clean
 
 setup: $(STAMPS)/venv $(STAMPS)/venv-mxnet
 
@@ -35,7 +36,12 @@ quickstart: setup data/digits-cifar
 data/digits-cifar: $(STAMPS)/venv-mxnet
 	$(MXVENV)/bin/python -m models.digits_cifar --dest $@
 
-test: setup
+# Installs prometheus, chromium, openssh-server and rsync where it can (root, or sudo without a
+# password); otherwise stops with the command to run. Instant when they are there.
+system-packages:
+	@.ci/system-packages
+
+test: system-packages setup
 	$(VENV)/bin/ruff check search orchestrator models tests benchmarks
 	$(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
 

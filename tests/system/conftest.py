@@ -1,7 +1,9 @@
 """Fixtures that start real external programs: a Prometheus server and headless Chromium.
 
-The binaries come from Debian's `prometheus` and `chromium` packages. When one is missing the
-test fails (never skips) with the command that installs it, so CI cannot pass without them.
+The binaries come from Debian's `prometheus` and `chromium` packages, which `make test` installs
+first (.ci/system-packages), or stops before any test with the command that does. When one is
+missing all the same (pytest run directly) the test fails, never skips, with that command, so CI
+cannot pass without them.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -31,12 +34,17 @@ STARTUP_TIMEOUT_S = 30
 
 
 def require_binary(name: str, *, package: str) -> str:
-    """The program's path, or a test failure saying how to install it."""
-    path = shutil.which(name)
+    """The program's path (sbin directories included, as .ci/system-packages looks), or a test
+    failure saying how to install it."""
+    path = shutil.which(
+        name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    )
     if path is None:
         pytest.fail(
-            f"`{name}` is not on PATH. This system test needs Debian's `{package}` package: "
-            f"apt-get install -y --no-install-recommends {package}",
+            f"`{name}` is not installed. This system test needs Debian's `{package}` package: "
+            "`make system-packages` installs it (as root or with sudo without a password), or "
+            "run: sudo apt-get update && "
+            f"sudo apt-get install -y --no-install-recommends {package}",
             pytrace=False,
         )
     return path
