@@ -1,6 +1,6 @@
 """Bad input that tests/unit/test_bad_input.py does not have yet: issue 8's remaining cases,
-names that script mode cannot pass to a trainer, and YAML documents too large, deep or
-alias-laden to check.
+names that script mode cannot pass to a trainer, YAML documents too large, deep or alias-laden
+to check, and sample logs the metric definitions extract nothing from.
 
 Same table shape and the same check (the error names the field, the value and the rule); the
 helpers come from that module so both tables judge errors alike.
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import SpecError
-from orchestrator.spec import JobSpec, load_job_spec, parse_yaml
+from orchestrator.spec import JobSpec, load_job_spec, parse_yaml, validate_sample_log
 from orchestrator.spec.yaml_bounds import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
 from tests.unit.test_bad_input import (
     JOBS,
@@ -266,3 +266,51 @@ def test_a_job_file_at_the_limits_loads(tmp_path: Path) -> None:
     assert parse_yaml(f"a: {nested}\n") == {
         "a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]
     }
+
+
+TWO_METRICS = [
+    {"Name": "accuracy", "Regex": "accuracy=([0-9.]+)"},
+    {"Name": "loss", "Regex": "loss=([0-9.]+)"},
+]
+ANY_TEXT = [{"Name": "accuracy", "Regex": "accuracy=(\\S+)"}]
+OPTIONAL = [{"Name": "accuracy", "Regex": "accuracy(?:=([0-9.]+))?"}]
+NO_LINE = "metric 'accuracy' matches no line of the log"
+NO_NUMBER = "metric 'accuracy' matches the log but captures no number"
+SAMPLE_LOG_CASES = [
+    # (id, metric definitions, sample log, index of the definition flagged, rule)
+    ("empty-log", TWO_METRICS, "", 0, NO_LINE),
+    ("no-metric-lines", TWO_METRICS, "epoch 1 done\nepoch 2 done\n", 0, NO_LINE),
+    ("one-metric-missing", TWO_METRICS, "accuracy=0.9\n", 1, "metric 'loss' matches no line"),
+    ("value-on-the-next-line", TWO_METRICS, "accuracy=\n0.91 loss=0.2\n", 0, NO_LINE),
+    ("binary-garbage", TWO_METRICS, "\x00\ufffd\ufffd\x1b[31m\n" * 100, 0, NO_LINE),
+    ("one-line-of-a-megabyte", TWO_METRICS, "x" * 1024 * 1024 + "\n", 0, NO_LINE),
+    ("capture-not-a-number", ANY_TEXT, "accuracy=high\n", 0, NO_NUMBER + " (NaN and infinity"),
+    ("capture-nan", ANY_TEXT, "accuracy=nan\n", 0, "first capture: 'nan'"),
+    ("capture-infinity", ANY_TEXT, "accuracy=-inf\naccuracy=Infinity\n", 0, "capture: '-inf'"),
+    ("capture-group-not-taking-part", OPTIONAL, "accuracy\n", 0, "first capture: None"),
+]
+
+
+@bad_input("sample logs")
+@pytest.mark.parametrize(
+    ("definitions", "log", "index", "rule"),
+    [case[1:] for case in SAMPLE_LOG_CASES],
+    ids=[case[0] for case in SAMPLE_LOG_CASES],
+)
+def test_a_sample_log_the_metrics_extract_nothing_from_is_refused(
+    definitions: list[dict[str, str]], log: str, index: int, rule: str, tmp_path: Path
+) -> None:
+    data = changed(minimal_job(), {"metric_definitions": definitions})
+    spec = JobSpec.from_mapping(data, base_dir=tmp_path)
+
+    problems = validate_sample_log(spec, log)
+
+    field = f"metric_definitions[{index}].Regex"
+    assert_names_field_value_and_rule(SpecError(problems), field, definitions[index]["Regex"], rule)
+
+
+def test_a_sample_log_with_every_metric_passes(tmp_path: Path) -> None:
+    data = changed(minimal_job(), {"metric_definitions": TWO_METRICS})
+    spec = JobSpec.from_mapping(data, base_dir=tmp_path)
+
+    assert validate_sample_log(spec, "garbage\r\nloss=0.2 accuracy=nan\r\naccuracy=0.9\r\n") == []
