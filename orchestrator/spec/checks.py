@@ -163,7 +163,7 @@ def check_strategy(spec: JobSpec, findings: Findings) -> None:
     if spec.hyperband_strategy_config is not None and not hyperband:
         findings.problem(
             "hyperband_strategy_config",
-            spec.hyperband_strategy_config.model_dump(),
+            spec.hyperband_strategy_config.model_dump(exclude_unset=True),  # as written
             f"is only allowed with strategy Hyperband, not {spec.strategy.value}",
         )
 
