@@ -1,8 +1,9 @@
-"""What the parent-death launcher adds to each trial's start (issue 8, overhead).
+"""What the trial supervisor adds to each trial's start and end.
 
 Starts `benchmarks/sleep_trainer.py --sleep 0` N times each way, as `run_trial_process` would
-(new session, pipes, closed fds): bare, behind setpriv and the shell check, and behind the
-Python fallback launcher (`orchestrator/trial/parent_death.py`). Reports the mean per start.
+(new session, pipes, closed fds): bare, and under the trial supervisor
+(`orchestrator/trial/supervisor.py`, which ends the trainer's whole process tree on every path).
+Reports the mean per start.
 
     .venv/bin/python benchmarks/launcher_cost.py
     .venv/bin/python benchmarks/launcher_cost.py --starts 100
@@ -19,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orchestrator.trial.parent_death import guard_with_parent_death  # noqa: E402
+from orchestrator.trial.process import supervised_argv  # noqa: E402
 
 TRAINER = [sys.executable, str(REPO / "benchmarks" / "sleep_trainer.py"), "--sleep", "0"]
 
@@ -40,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ways = {
         "bare": TRAINER,
-        "setpriv + shell check": guard_with_parent_death(TRAINER, launcher="setpriv"),
-        "python launcher": guard_with_parent_death(TRAINER, launcher="python"),
+        "trial supervisor": supervised_argv(TRAINER, grace_period_s=120.0),
     }
     mean_start_ms(TRAINER, 3)  # warm the page cache
     print("| launcher | mean ms per start |\n|---|---|")

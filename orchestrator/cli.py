@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.errors import JobInterrupted, OpenAMTError, SpecError
 from orchestrator.monitor.server import DEFAULT_METRICS_PORT
@@ -29,8 +30,18 @@ EXAMPLES = {
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# Markup off: job names, paths, hyperparameter values and trainer output are printed as they are
+# (a trainer's "[/INST]" is text, not a style); only `Text` objects carry colour.
+console = Console(soft_wrap=True, markup=False, highlight=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+
+
+def _error(message: object, *, label: str = "error:") -> None:
+    err_console.print(Text.assemble((label, "red"), " ", str(message)))
+
+
+def _warning(message: object) -> None:
+    err_console.print(Text.assemble(("warning:", "yellow"), " ", str(message)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,17 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except SpecError as error:
-        err_console.print(f"[red]error:[/] {error}", highlight=False)
+        _error(error)
         return EXIT_BAD_INPUT
     except OpenAMTError as error:
-        err_console.print(f"[red]error:[/] {error}", highlight=False)
+        _error(error)
         return EXIT_INTERRUPTED if isinstance(error, JobInterrupted) else EXIT_ERROR
     except OSError as error:  # disk full, permissions: the job stays resumable
         where = f" ({error.filename})" if error.filename else ""
-        err_console.print(
-            f"[red]error:[/] {error.strerror or error}{where}. Everything recorded before this "
-            "is intact; fix the cause and rerun the same command to resume.",
-            highlight=False,
+        _error(
+            f"{error.strerror or error}{where}. Everything recorded before this is intact; "
+            "fix the cause and rerun the same command to resume."
         )
         return EXIT_ERROR
 
@@ -150,7 +160,7 @@ def _tune(args: argparse.Namespace) -> int:
 
     spec = load_job_spec(args.job)
     for warning in spec.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        _warning(warning)
     result = run_job(
         spec,
         RunOptions(
@@ -162,7 +172,10 @@ def _tune(args: argparse.Namespace) -> int:
             ray_metrics_export_port=args.ray_metrics_export_port,
         ),
     )
-    console.print(f"job finished: {result.reason}")
+    if result.failed:
+        _error(result.failure, label="job failed:")
+    else:
+        console.print(f"job finished: {result.reason}")
     if result.best is not None:
         console.print(
             f"best trial: {result.best.trial_id}  "
@@ -172,7 +185,7 @@ def _tune(args: argparse.Namespace) -> int:
     else:
         console.print("no trial produced an objective value")
     console.print(f"job directory: {result.job_dir}")
-    return EXIT_OK
+    return EXIT_ERROR if result.failed else EXIT_OK
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -180,7 +193,7 @@ def _validate(args: argparse.Namespace) -> int:
 
     spec = load_job_spec(args.job)
     for warning in spec.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        _warning(warning)
     if args.sample_log is not None:
         problems = validate_sample_log(spec, args.sample_log.read_text(errors="replace"))
         if problems:

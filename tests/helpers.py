@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.spec import JobSpec
+from orchestrator.store.job_dir import AttemptFiles, JobDir
 
 REPO = Path(__file__).resolve().parents[1]
 STANDIN = REPO / "tests" / "fixtures" / "standin_trainer.py"
@@ -38,6 +39,7 @@ def standin_job(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "max_parallel_jobs": 2,
         "resources_per_trial": {"cpu": 1},
         "max_runtime_in_seconds": 60,
+        "stop_grace_period_in_seconds": 10,
         "random_seed": 0,
         "output_path": str(tmp_path / "runs"),
     }
@@ -47,3 +49,8 @@ def standin_job(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
 
 def standin_spec(tmp_path: Path, **overrides: Any) -> JobSpec:
     return JobSpec.from_mapping(standin_job(tmp_path, **overrides), base_dir=tmp_path)
+
+
+def attempt_files(job_dir: Path, trial_id: str, attempt: int = 1) -> AttemptFiles:
+    """The files of one attempt of a trial (its log, model/ and output/)."""
+    return JobDir(path=Path(job_dir)).trial_files(trial_id).attempt(attempt)

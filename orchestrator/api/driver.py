@@ -23,7 +23,7 @@ from orchestrator.errors import TunerError, TuningJobFailedError, WaitTimeoutErr
 from orchestrator.spec import JobSpec
 from orchestrator.store.analytics import describe_job
 from orchestrator.store.driver import running_driver_pid
-from orchestrator.store.job_dir import JobDir
+from orchestrator.store.job_dir import JobDir, file_mode
 from orchestrator.store.ledger import Event, read_events
 from orchestrator.store.view import JobView, TuningJobStatus, load_job_view
 from orchestrator.trial import function as function_trial
@@ -70,7 +70,8 @@ class TuningJob:
             "--no-progress",
             *_driver_flags(options),
         ]
-        with open(self.files.driver_log, "ab") as log:
+        fd = os.open(self.files.driver_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, file_mode())
+        with open(fd, "ab") as log:
             self._driver = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,

@@ -10,6 +10,8 @@ last value (SageMaker marks them "Stopped").
 
 from __future__ import annotations
 
+import bisect
+import math
 import statistics
 from collections.abc import Mapping
 
@@ -19,31 +21,35 @@ MIN_REFERENCE_TRIALS = 3
 
 
 class MedianStoppingRule:
-    """Decides, per reported epoch, whether a trial is worse than the median so far."""
+    """Decides, per reported epoch, whether a trial is worse than the median so far.
+
+    Epochs may arrive with gaps (a trainer that reports faster than the driver records is
+    sampled): a reference curve's running average at epoch e averages the values it reported at
+    epochs up to e, and counts once the reference reached e.
+    """
 
     def __init__(self, *, maximize: bool, min_reference_trials: int = MIN_REFERENCE_TRIALS) -> None:
         self.maximize = maximize
         self.min_reference_trials = min_reference_trials
-        self._running: dict[str, list[float]] = {}  # trial -> objective per epoch (1-based)
-        self._reference: dict[str, list[float]] = {}  # finished trials: running averages
+        self._running: dict[str, list[tuple[int, float]]] = {}  # trial -> (epoch, value)
+        self._reference: dict[str, _Curve] = {}  # finished trials
 
     def restore(self, trials: Mapping[str, TrialRecord]) -> None:
         """Rebuild the reference curves of finished trials from the ledger."""
         for record in trials.values():
-            if record.state.finished and record.history:
-                self._reference[record.trial_id] = _running_averages(
-                    [value for _, value in sorted(record.history)]
-                )
+            points = [(step, value) for step, value in record.history if _finite(value)]
+            if record.finished and points:
+                self._reference[record.trial_id] = _Curve(sorted(points))
 
     def record(self, trial_id: str, *, epoch: int, value: float) -> bool:
         """Record an epoch's value; True when the trial should stop now."""
+        if not _finite(value):
+            return False
         curve = self._running.setdefault(trial_id, [])
-        if epoch != len(curve) + 1:  # a retry starts over; out-of-order steps reset too
+        if curve and epoch <= curve[-1][0]:  # a retry starts over; out-of-order steps reset too
             curve.clear()
-            if epoch != 1:
-                return False
-        curve.append(value)
-        references = [c[epoch - 1] for c in self._reference.values() if len(c) >= epoch]
+        curve.append((epoch, value))
+        references = [c.average_at(epoch) for c in self._reference.values() if c.covers(epoch)]
         if len(references) < self.min_reference_trials:
             return False
         median = statistics.median(references)
@@ -53,16 +59,32 @@ class MedianStoppingRule:
         """A trial ended (completed or stopped): its curve becomes a reference."""
         curve = self._running.pop(trial_id, None)
         if curve:
-            self._reference[trial_id] = _running_averages(curve)
+            self._reference[trial_id] = _Curve(curve)
 
     def discard(self, trial_id: str) -> None:
         """A failed attempt: nothing to learn from its partial curve."""
         self._running.pop(trial_id, None)
 
 
-def _running_averages(values: list[float]) -> list[float]:
-    total, averages = 0.0, []
-    for index, value in enumerate(values, start=1):
-        total += value
-        averages.append(total / index)
-    return averages
+class _Curve:
+    """A finished trial's reported values by epoch, and their running averages."""
+
+    def __init__(self, points: list[tuple[int, float]]) -> None:
+        self._epochs = [epoch for epoch, _ in points]
+        totals, total = [], 0.0
+        for index, (_, value) in enumerate(points, start=1):
+            total += value
+            totals.append(total / index)
+        self._averages = totals
+
+    def covers(self, epoch: int) -> bool:
+        """Whether the trial reported at or before `epoch` and ran at least that long."""
+        return self._epochs[0] <= epoch <= self._epochs[-1]
+
+    def average_at(self, epoch: int) -> float:
+        """The mean of the values reported at epochs up to `epoch`."""
+        return self._averages[bisect.bisect_right(self._epochs, epoch) - 1]
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)

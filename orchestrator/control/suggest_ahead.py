@@ -33,6 +33,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from search import Searcher, SearchTelemetry
+from search.hyperband import HyperbandSearcher
+from search.successive_halving import Decision
 
 #: Suggest ahead once suggestions cost more than this fraction of a trial's duration.
 AHEAD_THRESHOLD = 0.02
@@ -122,6 +124,13 @@ class SuggestAhead:
         with self._lock:
             self._catch_up()
             return dict(self._searcher.observations)
+
+    def report(self, trial_id: str, resource: int, value: float) -> Decision:
+        """An intermediate result for Hyperband's successive halving. Its searcher takes it
+        without waiting for a suggestion being computed, so neither does this."""
+        if not isinstance(self._searcher, HyperbandSearcher):
+            raise TypeError(f"{self._searcher.strategy.value} takes no intermediate results")
+        return self._searcher.report(trial_id, resource, value)
 
     def telemetry(self) -> SearchTelemetry:
         """The searcher's latest counters and timings; never waits for a suggestion."""

@@ -214,7 +214,7 @@ class TuningMetrics:
             self._touched = True
             for record in trials.values():
                 self._mark_seen(record.trial_id)
-                if not record.state.finished:
+                if not record.finished:
                     continue
                 self._count_final_state(record.state)
                 self._states[record.trial_id] = record.state
@@ -223,7 +223,7 @@ class TuningMetrics:
                     self._gpu_seconds.labels(self.job_name).inc(record.duration_s * gpus_per_trial)
                 self._consider_best(record.state, record.objective)
             finished_in_order = sorted(
-                (r for r in trials.values() if r.state.finished and r.end_time is not None),
+                (r for r in trials.values() if r.finished and r.end_time is not None),
                 key=lambda r: r.end_time,
             )
             for record in finished_in_order:

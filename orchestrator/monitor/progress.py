@@ -7,11 +7,13 @@ from collections.abc import Mapping
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from orchestrator.control.events import TrialEvent, TrialFinished, TrialStarted
 from orchestrator.spec import JobSpec
 from orchestrator.store.records import TrialRecord, best_trial
 from orchestrator.trial.outcome import TrialEnd, TrialState
+from orchestrator.trial.output import without_control_sequences
 
 
 class ProgressDisplay:
@@ -23,7 +25,7 @@ class ProgressDisplay:
         self.metric = spec.objective_metric_name
         self.maximize = spec.maximize
         self.console = console or Console(stderr=True)
-        finished = [t for t in trials.values() if t.state.finished]
+        finished = [t for t in trials.values() if t.finished]
         self.done = len(finished)
         self.failed = sum(t.state is TrialState.FAILED for t in finished)
         self.stopped = sum(t.state is TrialState.STOPPED for t in finished)
@@ -34,7 +36,7 @@ class ProgressDisplay:
             TextColumn("[bold]{task.fields[job]}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[summary]}"),
+            TextColumn("{task.fields[summary]}", markup=False),
             TimeElapsedColumn(),
             console=self.console,
         )
@@ -57,19 +59,27 @@ class ProgressDisplay:
         shown = f"{self.metric}={value:.6g}" if value is not None else ""
         duration = f"({end.duration_s:.1f} s)" if end.duration_s is not None else ""
         if will_retry:
-            self.console.print(f"{trial_id}  [yellow]retrying[/]  {end.reason}")
+            self._line(trial_id, ("retrying", "yellow"), end.reason or "")
             return
         self.done += 1
         if end.state is TrialState.FAILED:
             self.failed += 1
-            self.console.print(f"{trial_id}  [red]Failed[/]  {end.reason}")
+            self._line(trial_id, ("Failed", "red"), end.reason or "")
             return
         if end.state is TrialState.STOPPED:
             self.stopped += 1
         if value is not None and math.isfinite(value) and self._better(value):
             self.best = (trial_id, value)
         colour = "green" if end.state is TrialState.COMPLETED else "cyan"
-        self.console.print(f"{trial_id}  [{colour}]{end.state.value}[/]  {shown} {duration}")
+        self._line(trial_id, (end.state.value, colour), f"{shown} {duration}")
+
+    def _line(self, trial_id: str, state: tuple[str, str], detail: str) -> None:
+        """One line per finished trial. `detail` may quote the trainer's output: it is shown as
+        text (never as markup), without terminal control sequences."""
+        self.console.print(
+            Text.assemble(trial_id, "  ", state, "  ", without_control_sequences(detail)),
+            highlight=False,
+        )
 
     def _better(self, value: float) -> bool:
         if self.best is None:

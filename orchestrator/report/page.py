@@ -58,12 +58,12 @@ class JobSnapshot:
         scored = [
             t
             for t in self.trials.values()
-            if t.state in (TrialState.COMPLETED, TrialState.STOPPED) and _finite(t.objective)
+            if t.state.scored and t.finished and _finite(t.objective)
         ]
         return sorted(scored, key=lambda t: t.objective, reverse=self.maximize)
 
     def finished_in_order(self) -> list[TrialRecord]:
-        finished = [t for t in self.trials.values() if t.state.finished]
+        finished = [t for t in self.trials.values() if t.finished]
         return sorted(finished, key=lambda t: t.end_time or self.taken_at)
 
 
@@ -156,7 +156,7 @@ def _summary(snapshot: JobSnapshot) -> str:
     counts = dict.fromkeys(TrialState, 0)
     for trial in snapshot.trials.values():
         counts[trial.state] += 1
-    finished = sum(n for state, n in counts.items() if state.finished)
+    finished = sum(1 for trial in snapshot.trials.values() if trial.finished)
     scored = snapshot.scored()
     best = (
         f"{_number(scored[0].objective)} (trial {scored[0].trial_id})"

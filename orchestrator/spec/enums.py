@@ -21,6 +21,13 @@ class WarmStartType(Enum):
     TRANSFER_LEARNING = "TransferLearning"
 
 
+class ConfigurationSelection(Enum):
+    """How Hyperband picks new configurations."""
+
+    BAYESIAN = "Bayesian"
+    RANDOM = "Random"
+
+
 class CompleteOnConvergence(Enum):
     DISABLED = "Disabled"
     ENABLED = "Enabled"
@@ -45,4 +52,7 @@ EarlyStoppingTypeField = Annotated[EarlyStoppingType, case_insensitive(EarlyStop
 WarmStartTypeField = Annotated[WarmStartType, case_insensitive(WarmStartType)]
 CompleteOnConvergenceField = Annotated[
     CompleteOnConvergence, case_insensitive(CompleteOnConvergence)
+]
+ConfigurationSelectionField = Annotated[
+    ConfigurationSelection, case_insensitive(ConfigurationSelection)
 ]

@@ -62,6 +62,10 @@ NAME_RULE = (
     r"with a letter or digit (^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$)"
 )
 MAX_NAME_CHARS = 32
+DEFAULT_MAX_RUN_S = 86_400.0  # SageMaker's max_run default: one day per trial
+DEFAULT_GRACE_PERIOD_S = 120.0  # SageMaker's StopTrainingJob: SIGTERM, 120 s, SIGKILL
+DEFAULT_MAX_LOG_BYTES = 64 * 1024 * 1024
+MIN_LOG_BYTES = 64 * 1024
 MAX_METRIC_DEFINITIONS = 20
 # Channel names become `SM_CHANNEL_<NAME>` environment variables, so they must be valid in one.
 CHANNEL_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
@@ -82,7 +86,11 @@ class JobSpec(Section):
     max_parallel_jobs: StrictInt = Field(default=1, ge=1)
     resources_per_trial: ResourcesPerTrial = Field(default_factory=ResourcesPerTrial)
     inputs: dict[str, str] = Field(default_factory=dict)
-    max_runtime_in_seconds: FiniteFloat | None = Field(default=None, gt=0)
+    # Per trial; SageMaker's `max_run` default. A stop or a timeout sends SIGTERM, waits the
+    # grace period, then SIGKILLs the trial's whole process tree.
+    max_runtime_in_seconds: FiniteFloat = Field(default=DEFAULT_MAX_RUN_S, gt=0)
+    stop_grace_period_in_seconds: FiniteFloat = Field(default=DEFAULT_GRACE_PERIOD_S, ge=0)
+    max_trial_log_bytes: StrictInt = Field(default=DEFAULT_MAX_LOG_BYTES, ge=MIN_LOG_BYTES)
     random_seed: StrictInt = Field(default=0, ge=0)
     output_path: str = Field(default="runs", min_length=1)
     early_stopping_type: EarlyStoppingTypeField = EarlyStoppingType.OFF
@@ -270,6 +278,16 @@ class JobSpec(Section):
         return [
             self.resolve_path(p) for p in self.warm_start_config.parent_hyperparameter_tuning_jobs
         ]
+
+    @property
+    def hyperband_resources(self) -> tuple[int, int]:
+        """(min_resource, max_resource) for strategy Hyperband: the config's, else 1 and the
+        static `epochs` hyperparameter (81 without one)."""
+        config = self.hyperband_strategy_config
+        if config is not None:
+            return config.min_resource, config.max_resource
+        epochs = self.hyperparameters.get("epochs")
+        return 1, epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else 81
 
     @property
     def maximize(self) -> bool:

@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import regex
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,6 +29,8 @@ from pydantic import (
 
 from orchestrator.spec.enums import (
     CompleteOnConvergenceField,
+    ConfigurationSelection,
+    ConfigurationSelectionField,
     FiniteFloat,
     StrictInt,
     WarmStartTypeField,
@@ -36,6 +39,10 @@ from orchestrator.spec.problems import RuleViolation
 
 MAX_METRIC_NAME_CHARS = 255
 MAX_REGEX_CHARS = 500
+#: Only this much of a log line is matched against a metric's regex.
+MAX_MATCHED_LINE_CHARS = 16 * 1024
+#: Seconds one metric's regex may spend on one line.
+MATCH_TIMEOUT_S = 0.05
 ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A command starting with one of these runs under the trainer's interpreter instead.
 PYTHON_PLACEHOLDERS = frozenset({"python", "python3"})
@@ -139,7 +146,11 @@ def locate_executable(program: str, working_dir: Path) -> str | None:
 
 
 class MetricDefinition(Section):
-    """A metric scraped from the trainer's log: `Regex` has one capture group, the value."""
+    """A metric scraped from the trainer's log: `Regex` has one capture group, the value.
+
+    Lines are matched with the `regex` package (Python's `re` syntax) under a time limit, and
+    only their first `MAX_MATCHED_LINE_CHARS` characters, so no line can stall a trial.
+    """
 
     name: str = Field(alias="Name")
     regex: str = Field(alias="Regex")
@@ -166,7 +177,8 @@ class MetricDefinition(Section):
             )
         try:
             groups = re.compile(value).groups
-        except re.error as error:
+            regex.compile(value, flags=regex.VERSION0)
+        except (re.error, regex.error) as error:
             raise RuleViolation(
                 f"is not a valid regular expression: {error}", value=value
             ) from None
@@ -179,9 +191,13 @@ class MetricDefinition(Section):
         return value
 
     @cached_property
-    def pattern(self) -> re.Pattern[str]:
+    def pattern(self) -> regex.Pattern[str]:
         """The compiled regex (compiled once per definition, also in each Ray worker)."""
-        return re.compile(self.regex)
+        return regex.compile(self.regex, flags=regex.VERSION0)
+
+    def search(self, line: str) -> regex.Match[str] | None:
+        """The first match in `line`; raises TimeoutError after `MATCH_TIMEOUT_S`."""
+        return self.pattern.search(line[:MAX_MATCHED_LINE_CHARS], timeout=MATCH_TIMEOUT_S)
 
 
 class ResourcesPerTrial(Section):
@@ -203,10 +219,14 @@ class ResourcesPerTrial(Section):
 
 
 class HyperbandStrategyConfig(Section):
-    """Resources (epochs the trainer reports) Hyperband gives a trial, at least and at most."""
+    """Resources (epochs the trainer reports) Hyperband gives a trial, at least and at most,
+    and how new configurations are chosen: by a Gaussian process over configuration and epoch
+    that learns from every rung of every trial (`Bayesian`, the default), or at random
+    (`Random`, SageMaker's Hyperband)."""
 
     min_resource: StrictInt = Field(ge=1)
     max_resource: StrictInt
+    configuration_selection: ConfigurationSelectionField = ConfigurationSelection.BAYESIAN
 
     @model_validator(mode="after")
     def _max_above_min(self) -> HyperbandStrategyConfig:

@@ -78,10 +78,7 @@ def describe_job(view: JobView) -> dict[str, Any]:
     if status is not TuningJobStatus.IN_PROGRESS and last is not None:
         description["HyperParameterTuningEndTime"] = _datetime(last["time"])
     if status is TuningJobStatus.FAILED:
-        description["FailureReason"] = (
-            "the driver stopped without recording the end of the job; see driver.log in the "
-            "job directory. Rerunning the job resumes it."
-        )
+        description["FailureReason"] = view.failure_reason
     return description
 
 

@@ -7,11 +7,11 @@ This module is the only code that spells a file name of the job directory. Layou
     job.yaml               the job file `HyperparameterTuner.fit` writes before a driver starts
     ledger.jsonl           every trial event (see `orchestrator.store.ledger`)
     searcher_state.json    the searcher's `state_dict`, replaced atomically after each change
-    trials/<trial_id>/     log.txt, hyperparameters.json, model/, output/
+    trials/<trial_id>/     hyperparameters.json, and per attempt attempt-<n>/ with log.txt,
+                           model/, output/ and stop.json (the driver's request to stop it)
     warm_start.json        what a warm-started job took from its parents (written once)
     driver.log, driver.pid the output and pid of a detached driver (`fit(wait=False)`)
     .lock                  held (flock) by the driver running the job; holds its pid
-    ray/                   Ray Tune's own experiment files (not needed to resume)
     report.html            written by `openamt report`
 
 Only one driver may own a job directory at a time; `lock()` enforces it with `flock`, which the
@@ -48,7 +48,6 @@ LOCK_FILE = ".lock"
 REPORT_FILE = "report.html"
 WARM_START_FILE = "warm_start.json"
 TRIALS_DIR = "trials"
-RAY_DIR = "ray"
 #: Who else may read a job directory: `private` (the default) or `group`.
 ACCESS_VARIABLE = "OPENAMT_JOB_DIR_ACCESS"
 #: The mode of a private job file; `file_mode()` is the mode the current setting gives.
@@ -116,14 +115,42 @@ def _file(name: str) -> property:
 
 
 @dataclass(frozen=True)
-class TrialFiles:
-    """The files of one trial: its log, hyperparameters, model and output directories."""
+class AttemptFiles:
+    """The files of one attempt of a trial: each attempt writes only its own, so a retry never
+    mixes its model or log with an earlier attempt's that may still be running somewhere."""
 
     directory: Path
     log = _file("log.txt")
-    hyperparameters = _file("hyperparameters.json")
     model_dir = _file("model")
     output_dir = _file("output")
+    stop_request = _file("stop.json")  # written by the driver: stop this attempt
+
+    def create(self) -> None:
+        """Create the attempt's folders and log with the job directory's modes (a trainer's
+        own files then sit in folders only the job's owner can enter)."""
+        for directory in (self.model_dir, self.output_dir):
+            make_dirs(directory)
+        os.close(os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, file_mode()))
+
+
+@dataclass(frozen=True)
+class TrialFiles:
+    """The files of one trial: its hyperparameters and one folder per attempt."""
+
+    directory: Path
+    hyperparameters = _file("hyperparameters.json")
+
+    def attempt(self, number: int) -> AttemptFiles:
+        return AttemptFiles(directory=self.directory / f"attempt-{number}")
+
+    def attempts(self) -> list[int]:
+        """The attempt numbers that have a folder, in order."""
+        numbers = [
+            int(path.name.removeprefix("attempt-"))
+            for path in self.directory.glob("attempt-*")
+            if path.name.removeprefix("attempt-").isdigit()
+        ]
+        return sorted(numbers)
 
 
 class JobDir:
@@ -144,7 +171,6 @@ class JobDir:
     driver_pid_file = _file(DRIVER_PID_FILE)
     lock_file = _file(LOCK_FILE)
     report_path = _file(REPORT_FILE)
-    ray_storage = _file(RAY_DIR)
     warm_start_path = _file(WARM_START_FILE)
 
     def trial_files(self, trial_id: str) -> TrialFiles:

@@ -8,6 +8,7 @@ silently skipping finished trials would repeat them.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ResumeError
-from orchestrator.store.job_dir import JobDir
+from orchestrator.store.job_dir import JobDir, file_mode
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +45,36 @@ class Ledger:
     def __init__(self, *, job_dir: Path) -> None:
         self.path = JobDir(path=Path(job_dir)).ledger_path
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._broken: OSError | None = None
         self._repair_torn_tail()
 
     def append(self, event: Event, **fields: Any) -> dict[str, Any]:
-        """Write one event durably and return it as written."""
+        """Write one event durably and return it as written.
+
+        A write that fails part-way (ENOSPC, EFBIG, EIO) is cut back to the last whole line,
+        so the next append cannot glue onto a fragment; after such a failure the ledger
+        refuses every further append (raising the first error again) for the life of this
+        object: the driver must stop, and the next one starts from a whole file."""
+        if self._broken is not None:
+            raise self._broken
         record = {"event": event.value, "time": time.time(), **fields}
-        line = json.dumps(record, allow_nan=False, sort_keys=True) + "\n"
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        data = (json.dumps(record, allow_nan=False, sort_keys=True) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, file_mode())
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError as error:
+                self._broken = error
+                with contextlib.suppress(OSError):  # a torn tail is cut on the next open too
+                    os.ftruncate(fd, size)
+                    os.fsync(fd)
+                raise
+        finally:
+            os.close(fd)
         return record
 
     def events(self) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ either one is enough to read the job.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from orchestrator.store.driver import running_driver_pid
 from orchestrator.store.job_dir import JobDir
 from orchestrator.store.ledger import Event, last_job_event, read_events
 from orchestrator.store.records import TrialRecord, best_trial, summarize_trials
+from orchestrator.trial.outcome import EndCause, TrialState
 from search import ObjectiveType
 from search.enums import find_member
 
@@ -90,7 +91,8 @@ class JobView:
         if self.driver_running:
             return TuningJobStatus.IN_PROGRESS
         if self.completion is not None:
-            return TuningJobStatus.COMPLETED
+            failed = self.completion.get("failure_reason")
+            return TuningJobStatus.FAILED if failed else TuningJobStatus.COMPLETED
         last = self.last_job_event
         if last is not None and last["event"] == Event.JOB_INTERRUPTED.value:
             return TuningJobStatus.STOPPED
@@ -106,9 +108,23 @@ class JobView:
             return f"finished ({self.completion['reason']})"  # type: ignore[index]
         if status is TuningJobStatus.STOPPED:
             return "stopped; rerun `openamt tune` with the same job file to resume"
+        if self.completion is not None:
+            return f"failed: {self.completion.get('failure_reason')}"
         if not self.events:
             return "not started: no driver ran it yet"
         return "its driver ended without finishing the job; rerun the same command to resume"
+
+    @property
+    def failure_reason(self) -> str | None:
+        """Why the job failed, when its status is Failed."""
+        if self.status is not TuningJobStatus.FAILED:
+            return None
+        if self.completion is not None:
+            return str(self.completion.get("failure_reason"))
+        return (
+            "the driver stopped without recording the end of the job; see driver.log in the "
+            "job directory. Rerunning the job resumes it."
+        )
 
 
 def load_job_view(path: str | Path) -> JobView:
@@ -117,12 +133,25 @@ def load_job_view(path: str | Path) -> JobView:
     spec = read_spec(job_dir)
     events = read_events(job_dir.ledger_path)
     trials = summarize_trials(events, objective_metric_name=spec.get("objective_metric_name"))
+    driver_pid = running_driver_pid(job_dir, events=events)
+    if driver_pid is None:
+        trials = {trial_id: _as_left_by_a_dead_driver(t) for trial_id, t in trials.items()}
     return JobView(
-        path=job_dir.path,
-        spec=spec,
-        events=events,
-        trials=trials,
-        driver_pid=running_driver_pid(job_dir, events=events),
+        path=job_dir.path, spec=spec, events=events, trials=trials, driver_pid=driver_pid
+    )
+
+
+def _as_left_by_a_dead_driver(record: TrialRecord) -> TrialRecord:
+    """With no driver, nothing runs: a trial the record still has running was cut off (its
+    driver was killed) and is shown stopped, to run again when the job resumes."""
+    if record.state is not TrialState.RUNNING:
+        return record
+    return replace(
+        record,
+        state=TrialState.STOPPED,
+        cause=EndCause.INTERRUPTED,
+        resume=True,
+        reason="its driver ended while it ran; it runs again when the job is resumed",
     )
 
 

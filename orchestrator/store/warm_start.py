@@ -115,7 +115,7 @@ def _finished_trials(spec: JobSpec, parent_name: str, view: JobView) -> list[Obs
     tuned = list(spec.hyperparameter_ranges)
     observations: list[Observation] = []
     for record in view.trials.values():
-        if not record.state.finished:
+        if not record.finished:
             continue
         missing = [name for name in tuned if name not in record.config]
         if missing:

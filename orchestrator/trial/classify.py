@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,23 @@ from orchestrator.trial.outcome import EndCause, TrialEnd, TrialState
 _EXTERNAL_SIGNALS = frozenset(
     {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
 )
+
+
+# What PyTorch (and MXNet, and the CUDA runtime) print when a device allocation fails.
+_GPU_OUT_OF_MEMORY = re.compile(r"CUDA out of memory|OutOfMemoryError|CUDA_ERROR_OUT_OF_MEMORY")
+
+
+def oom_kill_count() -> int:
+    """How many processes the kernel's OOM killer has killed on this node (cgroup limits
+    included), or 0 where the kernel does not say (`oom_kill` in /proc/vmstat, Linux 4.13+)."""
+    try:
+        with open("/proc/vmstat", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 class Ending(enum.Enum):
@@ -46,6 +64,7 @@ class ProcessEnd:
     duration_s: float
     stop_reason: str | None = None
     stop_cause: EndCause = EndCause.TUNER
+    oom_kills: int = 0  # the kernel's out-of-memory kills on this node while it ran
 
 
 def classify(
@@ -77,7 +96,7 @@ def classify(
             metrics=dict(seen.last_metrics),
         )
 
-    escalated = signal.SIGKILL in seen.signals_sent and killed_by is signal.SIGKILL
+    escalated = seen.ending is not Ending.EXITED and killed_by is signal.SIGKILL
     escalation = f" (killed with SIGKILL after grace_period_s={grace_period_s:g})"
     if seen.ending is Ending.TIMED_OUT:
         reason = f"exceeded max_runtime_in_seconds={max_runtime_s:g}"
@@ -88,6 +107,12 @@ def classify(
         reason = (seen.stop_reason or "stopped on request") + (escalation if escalated else "")
         return end(TrialState.STOPPED, reason, cause=seen.stop_cause)
     tails = _tails(seen.stderr_tail, seen.stdout_tail)
+    if killed_by is signal.SIGKILL and seen.oom_kills > 0:
+        reason = (
+            "trainer was killed by the kernel's out-of-memory killer (the node's OOM kill count "
+            f"rose by {seen.oom_kills} while it ran): it needed more memory than it had"
+        )
+        return end(TrialState.FAILED, reason + tails, cause=EndCause.EXTERNAL)
     if killed_by is not None:
         external = killed_by in _EXTERNAL_SIGNALS
         reason = f"trainer was killed by signal {killed_by.name}, which openamt did not send" + (
@@ -96,7 +121,8 @@ def classify(
         cause = EndCause.EXTERNAL if external else EndCause.TRAINER
         return end(TrialState.FAILED, reason + tails, cause=cause)
     if returncode != 0:
-        reason = f"trainer exited with code {returncode}{tails}"
+        gpu = "out of GPU memory: " if _GPU_OUT_OF_MEMORY.search(seen.stderr_tail) else ""
+        reason = f"{gpu}trainer exited with code {returncode}{tails}"
         return end(TrialState.FAILED, reason, cause=EndCause.TRAINER)
     if objective is None:
         reason = (

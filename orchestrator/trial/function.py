@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
-from orchestrator.trial.outcome import EndCause, TrialEnd, TrialState
+from orchestrator.trial.outcome import EndCause, StopRequest, TrialEnd, TrialState
 
 FUNCTION_TRIAL_MODULE = "orchestrator.trial.function"
 EXIT_NOT_RUNNABLE = 2
@@ -82,9 +82,25 @@ def metric_definition_for(metric_name: str) -> dict[str, str]:
     return {"Name": metric_name, "Regex": re.escape(metric_name) + r"=(\S+)"}
 
 
+#: Why a trial ends when Ray Tune's own scheduler (not openamt) ended it.
+TUNE_STOPPED = StopRequest(reason="stopped by Ray Tune's scheduler")
+
+
+class TrialStopped(BaseException):
+    """Raised inside a function trainer's `report` call when openamt stops the trial.
+
+    A BaseException, like KeyboardInterrupt, so a trainer's `except Exception` does not
+    swallow it; the trainer's `finally` blocks still run (its graceful stop)."""
+
+    def __init__(self, request: StopRequest) -> None:
+        super().__init__(request.reason)
+        self.request = request
+
+
 class Recorder:
     """Checks and logs each `report` call; `on_objective(latest metrics, epoch)` forwards the
-    ones that carry the objective (to Tune)."""
+    ones that carry the objective (to Tune). A stop request (`stop_requested()`) ends the
+    function at its next `report`, with `TrialStopped`."""
 
     def __init__(
         self,
@@ -92,10 +108,12 @@ class Recorder:
         log: IO[str],
         objective_metric_name: str,
         on_objective: Callable[[dict[str, float], int], None],
+        stop_requested: Callable[[], StopRequest | None] = lambda: None,
     ) -> None:
         self.log = log
         self.objective_metric_name = objective_metric_name
         self.on_objective = on_objective
+        self.stop_requested = stop_requested
         self.latest: dict[str, float] = {}
         self.epoch = 0
 
@@ -111,12 +129,28 @@ class Recorder:
         self.log.write(f"[epoch {self.epoch}] {shown}\n")
         self.log.flush()
         if reports_objective:
-            self.on_objective(dict(self.latest), self.epoch)
+            try:
+                self.on_objective(dict(self.latest), self.epoch)
+            except SystemExit:  # Ray Tune's own scheduler ended the trial during the report
+                raise TrialStopped(TUNE_STOPPED) from None
+        request = self.stop_requested()
+        if request is not None:
+            raise TrialStopped(request)
 
-    def end(self, error: Exception | None, *, duration_s: float) -> TrialEnd:
+    def end(self, error: BaseException | None, *, duration_s: float) -> TrialEnd:
         """The attempt's end, by the rules `orchestrator.trial.classify` applies to scripts."""
         name = self.objective_metric_name
         objective = self.latest.get(name)
+        if isinstance(error, TrialStopped):
+            return TrialEnd(
+                state=TrialState.STOPPED,
+                objective=objective if objective is not None and math.isfinite(objective) else None,
+                reason=error.request.reason,
+                cause=error.request.cause,
+                duration_s=duration_s,
+                epochs=self.epoch,
+                metrics=dict(self.latest),
+            )
         reason = None
         if error is not None:
             reason = f"trainer function raised {type(error).__name__}: {error}"

@@ -20,6 +20,8 @@ FINAL_KEY = "openamt_final"
 EPOCH_KEY = "epoch"
 #: The Ray node the attempt ran on.
 NODE_KEY = "openamt_node_id"
+#: Which attempt of the trial reported (a straggler from an earlier attempt is ignored).
+ATTEMPT_KEY = "openamt_attempt"
 _END_PREFIX = "openamt_end_"
 
 
@@ -50,6 +52,14 @@ class EndCause(str, enum.Enum):
     INTERRUPTED = "interrupted"  # the job was interrupted (Ctrl-C, SIGTERM): rerun on resume
     EXTERNAL = "external"  # killed from outside (signal, node or worker lost): retryable
     OPENAMT = "openamt"  # openamt itself failed (cannot write the log, ...): stops the job
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    """The driver asks a running attempt to stop: SIGTERM, a grace period, then SIGKILL."""
+
+    reason: str
+    cause: EndCause = EndCause.TUNER
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """Runs one trial's trainer as a subprocess and turns what happens into a `TrialEnd`.
 
-The trainer gets its own process group, so a timeout or a stop ends it together with everything
-it started (data-loader workers, shells), and nothing outlives the trial. Its output is read by
+The trainer runs under the trial supervisor (`orchestrator.trial.supervisor`), which ends it
+together with everything it started — data-loader workers, shells, `setsid` helpers — on every
+path: exit, timeout, stop, and the death of the thread that started it. Its output is read by
 two threads (`orchestrator.trial.output`); the calling thread only supervises (exit, deadline,
-stop request) and calls `on_metric`, so a blocking pipe can never hold up the timeout. No Ray in
-here: the Ray trainable calls this, and the unit tests call it directly.
+stop request) and calls `on_metric`, so a blocking pipe can never hold up a timeout or a stop.
+No Ray in here: the Ray trainable calls this, and the unit tests call it directly.
 """
 
 from __future__ import annotations
@@ -16,33 +17,57 @@ import queue
 import shlex
 import signal
 import subprocess
-import threading
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
 from orchestrator.errors import TrialError
 from orchestrator.spec import MetricDefinition
-from orchestrator.trial.classify import Ending, ProcessEnd, classify, not_started, summary
-from orchestrator.trial.outcome import TrialEnd
-from orchestrator.trial.output import LogFile, MetricTracker, OnMetric, StreamPump
-from orchestrator.trial.parent_death import guard_with_parent_death
+from orchestrator.spec.schema import DEFAULT_GRACE_PERIOD_S, DEFAULT_MAX_LOG_BYTES
+from orchestrator.trial.classify import (
+    Ending,
+    ProcessEnd,
+    classify,
+    not_started,
+    oom_kill_count,
+    summary,
+)
+from orchestrator.trial.outcome import StopRequest, TrialEnd
+from orchestrator.trial.output import (
+    LogFile,
+    Matches,
+    MetricTracker,
+    OnMetric,
+    StreamPump,
+)
 
-__all__ = ["OnMetric", "TrialSetupError", "run_trial_process"]
+__all__ = ["OnMetric", "TrialSetupError", "run_trial_process", "supervised_argv"]
 
+SUPERVISOR = Path(__file__).with_name("supervisor.py")
 _POLL_INTERVAL_S = 0.05
 # Once one of the trainer's output pipes has closed it is usually exiting: for a while, look for
 # its exit this often, so a slot frees within milliseconds rather than a whole poll interval.
 _EXITING_POLL_INTERVAL_S = 0.002
 _EXITING_POLL_FOR_S = 1.0
-# How long to wait for the pipes to close once the process group is dead; only a process that
-# left the group (setsid) and kept our pipe open can make this wait run out.
+# How long the supervisor may take beyond the grace period before it is killed itself.
+_SUPERVISOR_SLACK_S = 10.0
+# How long to wait for the pipes to close once the supervisor is gone; only a process that
+# escaped it and kept our pipe open can make this wait run out.
 _PIPE_DRAIN_TIMEOUT_S = 5.0
 
 
 class TrialSetupError(TrialError, ValueError):
     """`run_trial_process` was called with arguments that cannot describe a trial."""
+
+
+def supervised_argv(argv: Sequence[str], *, grace_period_s: float) -> list[str]:
+    """`argv` run under the trial supervisor (Linux); unchanged where it cannot work."""
+    if not sys.platform.startswith("linux") or not sys.executable:
+        return list(argv)
+    return [sys.executable, "-I", "-S", str(SUPERVISOR), str(os.getpid()),
+            repr(float(grace_period_s)), "--", *argv]  # fmt: skip
 
 
 def run_trial_process(
@@ -54,19 +79,23 @@ def run_trial_process(
     metric_definitions: Sequence[MetricDefinition],
     objective_metric_name: str,
     on_metric: OnMetric | None = None,
+    on_tick: Callable[[], None] | None = None,
     max_runtime_s: float | None = None,
-    grace_period_s: float = 10.0,
-    stop_event: threading.Event | None = None,
+    grace_period_s: float = DEFAULT_GRACE_PERIOD_S,
+    stop_requested: Callable[[], StopRequest | None] | None = None,
+    max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
 ) -> TrialEnd:
     """Runs `argv` in `cwd` with exactly `env` and blocks until it ends; never leaves orphans.
 
-    The log is appended to (a retry adds a header line and its own output). `on_metric` is
-    called on this thread as metrics arrive, until a timeout or stop begins tearing the trainer
-    down. A timeout or stop sends SIGTERM to the whole group, waits `grace_period_s`, then
-    SIGKILLs the group. Call this from a thread that lives until it returns (it blocks): the
-    trainer's parent-death signal follows the thread that started it. Raises `TrialSetupError`
-    for bad arguments and `TrialError` if the log cannot be written; a trainer that cannot start
-    is a FAILED end, not an exception.
+    The log is appended to (a retry adds a header line and its own output) and kept below
+    `max_log_bytes` (its head and its tail). `on_metric` is called on this thread as metrics
+    arrive, until a timeout or stop begins tearing the trainer down; `on_tick` after each look
+    at the trainer (a few times a second at least). A timeout, or `stop_requested()` returning
+    a request, sends SIGTERM to the trainer and everything it started, waits `grace_period_s`,
+    then SIGKILLs them. Call this from a thread that lives until it returns (it blocks): the
+    supervisor's parent-death signal follows the thread that started it. Raises
+    `TrialSetupError` for bad arguments and `TrialError` if the log cannot be written; a
+    trainer that cannot start is a FAILED end, not an exception.
     """
     _check_arguments(
         argv=argv,
@@ -77,11 +106,11 @@ def run_trial_process(
     )
     log_path = Path(log_path)
     started = time.monotonic()
-    with LogFile(log_path) as log:
+    with LogFile(log_path, max_bytes=max_log_bytes) as log:
         log.write(f"==== openamt {_utc_now()}: starting {shlex.join(argv)} ====\n")
         try:
             process = subprocess.Popen(
-                guard_with_parent_death(list(argv)),
+                supervised_argv(argv, grace_period_s=grace_period_s),
                 cwd=cwd,
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
@@ -91,147 +120,164 @@ def run_trial_process(
                 close_fds=True,
             )
         except OSError as error:
-            outcome = not_started(error, cwd=cwd, duration_s=time.monotonic() - started)
+            end = not_started(error, cwd=cwd, duration_s=time.monotonic() - started)
         else:
-            outcome = _supervise(
+            end = _Supervision(
                 process=process,
                 log=log,
                 metric_definitions=metric_definitions,
-                objective_metric_name=objective_metric_name,
                 on_metric=on_metric,
-                max_runtime_s=max_runtime_s,
+                on_tick=on_tick,
                 grace_period_s=grace_period_s,
-                stop_event=stop_event,
                 started=started,
+            ).run(
+                objective_metric_name=objective_metric_name,
+                max_runtime_s=max_runtime_s,
+                stop_requested=stop_requested,
             )
-        log.write(f"==== openamt {_utc_now()}: {summary(outcome)} ====\n")
+        log.write(f"==== openamt {_utc_now()}: {summary(end)} ====\n")
     if log.error is not None:
         raise TrialError(f"could not write the trial log {log_path}: {log.error}") from log.error
-    return outcome
+    return end
 
 
-def _supervise(
-    *,
-    process: subprocess.Popen[bytes],
-    log: LogFile,
-    metric_definitions: Sequence[MetricDefinition],
-    objective_metric_name: str,
-    on_metric: OnMetric | None,
-    max_runtime_s: float | None,
-    grace_period_s: float,
-    stop_event: threading.Event | None,
-    started: float,
-) -> TrialEnd:
-    """Watches the running trainer, tears its group down, and classifies how it ended."""
-    assert process.stdout is not None and process.stderr is not None
-    matches: queue.SimpleQueue[list[tuple[str, float]]] = queue.SimpleQueue()
-    pumps = [
-        StreamPump(stream=stream, name=name, log=log, definitions=metric_definitions, out=matches)
-        for name, stream in (("stdout", process.stdout), ("stderr", process.stderr))
-    ]
-    for pump in pumps:
-        pump.start()
-    tracker = MetricTracker(on_metric=on_metric)
-    group = _ProcessGroup(process.pid)
-    ending = Ending.EXITED
-    try:
-        deadline = None if max_runtime_s is None else started + max_runtime_s
-        ending = _watch(group, matches, tracker, deadline=deadline, stop_event=stop_event)
-        if ending is not Ending.EXITED:
-            tracker.live = False
-            group.terminate(grace_period_s=grace_period_s)
-    finally:
-        # Whatever happened above (an exception from on_metric included), nothing may survive.
-        group.kill()
-        process.wait()
-        for pump in pumps:
-            pump.join(timeout=_PIPE_DRAIN_TIMEOUT_S)
-    tracker.record_all(matches)
-    for pump in pumps:
-        if pump.error is not None:
-            raise TrialError(f"reading the trainer's {pump.name} failed: {pump.error}")
-    seen = ProcessEnd(
-        ending=ending,
-        returncode=process.returncode,
-        signals_sent=tuple(group.signals_sent),
-        last_metrics=dict(tracker.last),
-        objective_reports=tracker.counts.get(objective_metric_name, 0),
-        stderr_tail=pumps[1].tail(),
-        stdout_tail=pumps[0].tail(),
-        duration_s=time.monotonic() - started,
-    )
-    return classify(
-        seen,
-        objective_metric_name=objective_metric_name,
-        objective_regex=_find(metric_definitions, objective_metric_name).regex,
-        max_runtime_s=max_runtime_s,
-        grace_period_s=grace_period_s,
-    )
+class _Supervision:
+    """Watches one running supervisor, stops it when asked, and classifies how it ended."""
 
-
-def _watch(
-    group: _ProcessGroup,
-    matches: queue.SimpleQueue[list[tuple[str, float]]],
-    tracker: MetricTracker,
-    *,
-    deadline: float | None,
-    stop_event: threading.Event | None,
-) -> Ending:
-    """Passes metrics on until the trainer exits, its time is up, or a stop is requested.
-    Each pump posts an empty batch when its pipe closes (see `StreamPump`)."""
-    fast_until = -math.inf
-    while True:
-        now = time.monotonic()
-        wait_s = _EXITING_POLL_INTERVAL_S if now < fast_until else _POLL_INTERVAL_S
-        if deadline is not None:
-            wait_s = max(0.0, min(wait_s, deadline - time.monotonic()))
-        with contextlib.suppress(queue.Empty):
-            batch = matches.get(timeout=wait_s)
-            if not batch:
-                fast_until = time.monotonic() + _EXITING_POLL_FOR_S
-            tracker.record(batch)
-        tracker.record_all(matches)
-        if group.leader_exited():
-            return Ending.EXITED
-        if stop_event is not None and stop_event.is_set():
-            return Ending.STOPPED
-        if deadline is not None and time.monotonic() >= deadline:
-            return Ending.TIMED_OUT
-
-
-class _ProcessGroup:
-    """The trainer's process group (its id is the trainer's pid) and the signals sent to it."""
-
-    def __init__(self, pid: int) -> None:
-        self._pid = pid
+    def __init__(
+        self,
+        *,
+        process: subprocess.Popen[bytes],
+        log: LogFile,
+        metric_definitions: Sequence[MetricDefinition],
+        on_metric: OnMetric | None,
+        on_tick: Callable[[], None] | None,
+        grace_period_s: float,
+        started: float,
+    ) -> None:
+        assert process.stdout is not None and process.stderr is not None
+        self.process = process
+        self.definitions = metric_definitions
+        self.on_tick = on_tick
+        self.grace_period_s = grace_period_s
+        self.started = started
+        self.matches: Matches = queue.SimpleQueue()
+        self.pumps = [
+            StreamPump(
+                stream=stream, name=name, log=log, definitions=metric_definitions, out=self.matches
+            )  # fmt: skip
+            for name, stream in (("stdout", process.stdout), ("stderr", process.stderr))
+        ]
+        self.tracker = MetricTracker(on_metric=on_metric)
         self.signals_sent: list[signal.Signals] = []
 
-    def leader_exited(self) -> bool:
-        """True once the trainer has exited, without reaping it: while the zombie exists its pid
-        cannot be reused, so signalling the group afterwards cannot hit a stranger."""
+    def run(
+        self,
+        *,
+        objective_metric_name: str,
+        max_runtime_s: float | None,
+        stop_requested: Callable[[], StopRequest | None] | None,
+    ) -> TrialEnd:
+        for pump in self.pumps:
+            pump.start()
+        oom_kills_before = oom_kill_count()
+        ending, request = Ending.EXITED, None
         try:
-            info = os.waitid(os.P_PID, self._pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            deadline = None if max_runtime_s is None else self.started + max_runtime_s
+            ending, request = self._watch(deadline=deadline, stop_requested=stop_requested)
+            if ending is not Ending.EXITED:
+                self.tracker.live = False
+                self._stop()
+        finally:
+            # Whatever happened above (an exception from on_metric included), nothing survives.
+            self._kill()
+            for pump in self.pumps:
+                pump.join(timeout=_PIPE_DRAIN_TIMEOUT_S)
+        self.tracker.record_all(self.matches)
+        for pump in self.pumps:
+            if pump.error is not None:
+                raise TrialError(f"reading the trainer's {pump.name} failed: {pump.error}")
+        seen = ProcessEnd(
+            ending=ending,
+            returncode=self.process.returncode,
+            signals_sent=tuple(self.signals_sent),
+            last_metrics=dict(self.tracker.last),
+            objective_reports=self.tracker.counts.get(objective_metric_name, 0),
+            stderr_tail=self.pumps[1].tail(),
+            stdout_tail=self.pumps[0].tail(),
+            duration_s=time.monotonic() - self.started,
+            stop_reason=request.reason if request else None,
+            stop_cause=request.cause if request else ProcessEnd.stop_cause,
+            oom_kills=oom_kill_count() - oom_kills_before,
+        )
+        return classify(
+            seen,
+            objective_metric_name=objective_metric_name,
+            objective_regex=_find(self.definitions, objective_metric_name).regex,
+            max_runtime_s=max_runtime_s,
+            grace_period_s=self.grace_period_s,
+        )
+
+    def _watch(
+        self,
+        *,
+        deadline: float | None,
+        stop_requested: Callable[[], StopRequest | None] | None,
+    ) -> tuple[Ending, StopRequest | None]:
+        """Passes metrics on until the trainer exits, its time is up, or a stop is requested.
+        Each pump posts an empty batch when its pipe closes (see `StreamPump`)."""
+        fast_until = -math.inf
+        while True:
+            now = time.monotonic()
+            wait_s = _EXITING_POLL_INTERVAL_S if now < fast_until else _POLL_INTERVAL_S
+            if deadline is not None:
+                wait_s = max(0.0, min(wait_s, deadline - time.monotonic()))
+            with contextlib.suppress(queue.Empty):
+                batch = self.matches.get(timeout=wait_s)
+                if not batch[1]:
+                    fast_until = time.monotonic() + _EXITING_POLL_FOR_S
+                self.tracker.record(batch)
+            self.tracker.record_all(self.matches)
+            if self.on_tick is not None:
+                self.on_tick()
+            if self._exited():
+                return Ending.EXITED, None
+            request = stop_requested() if stop_requested is not None else None
+            if request is not None:
+                return Ending.STOPPED, request
+            if deadline is not None and time.monotonic() >= deadline:
+                return Ending.TIMED_OUT, None
+
+    def _exited(self) -> bool:
+        """True once the supervisor has exited, without reaping it: while the zombie exists its
+        pid cannot be reused, so signalling it afterwards cannot hit a stranger."""
+        try:
+            info = os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
             return True
         return info is not None and info.si_pid != 0
 
-    def terminate(self, *, grace_period_s: float) -> None:
-        """SIGTERM the group, give the trainer `grace_period_s` to exit, then SIGKILL the group."""
+    def _stop(self) -> None:
+        """SIGTERM: the supervisor passes it on and SIGKILLs the tree after the grace period."""
         self._send(signal.SIGTERM)
-        give_up = time.monotonic() + grace_period_s
-        while not self.leader_exited() and time.monotonic() < give_up:
+        give_up = time.monotonic() + self.grace_period_s + _SUPERVISOR_SLACK_S
+        while not self._exited() and time.monotonic() < give_up:
             time.sleep(_POLL_INTERVAL_S)
-        if not self.leader_exited():
-            self._send(signal.SIGKILL)
 
-    def kill(self) -> None:
-        """SIGKILL whatever is left of the group (children the trainer left behind)."""
+    def _kill(self) -> None:
+        """Make sure the supervisor and everything under it are gone, then reap it."""
+        if not self._exited():
+            self._send(signal.SIGUSR2)  # as if its parent had died: it kills its tree first
+            give_up = time.monotonic() + _SUPERVISOR_SLACK_S
+            while not self._exited() and time.monotonic() < give_up:
+                time.sleep(_POLL_INTERVAL_S)
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._pid, signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)  # an unresponsive supervisor, at last
+        self.process.wait()
 
     def _send(self, sig: signal.Signals) -> None:
         try:
-            os.killpg(self._pid, sig)
+            os.kill(self.process.pid, sig)
         except (ProcessLookupError, PermissionError):
             return
         self.signals_sent.append(sig)

@@ -1,8 +1,10 @@
 """The two places openamt plugs into Ray Tune: a `Searcher` that hands out planned trials, and a
-`Callback` that records what happened to them.
+`Callback` that records what happened to them; plus the `Stopper` that lets Tune end.
 
-Both run in the driver. All bookkeeping lives in `TrialPlanner`; these classes only translate
-Ray's trial objects and results into planner calls, so a Ray API change touches this file alone.
+All run in the driver. Bookkeeping lives in `TrialPlanner` and decisions in `JobControl`; these
+classes only translate Ray's trial objects and results into their calls, so a Ray API change
+touches this file alone. Ray never ends a running trial on openamt's behalf: openamt asks the
+trial to stop (a stop request) and records its end when the trainable reports it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+import ray.exceptions
 from ray.tune import Callback
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
@@ -28,6 +31,7 @@ from orchestrator.control.events import (
 from orchestrator.control.job_control import JobControl
 from orchestrator.control.planner import TrialAssignment, TrialPlanner
 from orchestrator.trial.outcome import (
+    ATTEMPT_KEY,
     EPOCH_KEY,
     FINAL_KEY,
     NODE_KEY,
@@ -37,6 +41,17 @@ from orchestrator.trial.outcome import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Ray errors that mean the trial was lost from outside (its worker or node died, Ray's memory
+#: monitor killed it): the same hyperparameters may succeed on a retry.
+LOST_FROM_OUTSIDE = (
+    ray.exceptions.RayActorError,
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.OutOfMemoryError,
+    ray.exceptions.ObjectLostError,
+    ray.exceptions.OwnerDiedError,
+)
 
 
 class PlannerSearcher(Searcher):
@@ -50,6 +65,11 @@ class PlannerSearcher(Searcher):
         super().__init__(metric=None, mode=None)
         self.planner = planner
         self.assignments: dict[str, TrialAssignment] = {}  # Ray trial id -> assignment
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles the search algorithm with its experiment; the planner (searcher, ledger,
+        locks) stays behind — only this driver's instance uses it."""
+        return {**self.__dict__, "planner": None, "assignments": {}}
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec):
         return True
@@ -82,25 +102,28 @@ class PlannerSearcher(Searcher):
 
 
 class PlannerCallback(Callback):
-    """Feeds Ray's trial events to the planner and to listeners (metrics, progress display)."""
+    """Feeds Ray's trial events to the planner, job control and listeners."""
 
     def __init__(
         self,
         *,
         planner: TrialPlanner,
+        control: JobControl,
         searcher: PlannerSearcher,
         objective_metric_name: str,
         listeners: list[Listener],
     ) -> None:
         self.planner = planner
+        self.control = control
         self.searcher = searcher
         self.objective_metric_name = objective_metric_name
         self.listeners = listeners
 
     def __getstate__(self) -> dict[str, Any]:
-        """Ray pickles callbacks with the experiment; listeners (metrics servers, terminals)
-        stay behind — only this driver's instance uses them."""
-        return {**self.__dict__, "listeners": []}
+        """Ray pickles callbacks with the experiment; the planner, job control and listeners
+        (metrics servers, terminals) stay behind — only this driver's instance uses them."""
+        return {**self.__dict__, "planner": None, "control": None, "searcher": None,
+                "listeners": []}  # fmt: skip
 
     def _trial_id(self, trial: Any) -> str | None:
         assignment = self.searcher.assignments.get(trial.trial_id)
@@ -112,7 +135,10 @@ class PlannerCallback(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         trial_id = self._trial_id(trial)
-        if trial_id:
+        if trial_id is None:
+            return
+        with _fatal_io(self.planner):
+            self.planner.trial_started(trial_id)
             self._notify(TrialStarted(trial_id=trial_id))
 
     def on_trial_result(
@@ -128,19 +154,22 @@ class PlannerCallback(Callback):
         with _fatal_io(self.planner):
             self.planner.record_result(
                 trial_id,
+                attempt=result.get(ATTEMPT_KEY),
                 metric=self.objective_metric_name,
                 value=float(value),
                 step=step,
                 node_id=result.get(NODE_KEY),
             )
+            request = self.control.should_stop_trial(trial_id, epoch=step, value=float(value))
+            if request is not None:
+                self.planner.request_stop(trial_id, request)
         self._notify(TrialProgress(trial_id=trial_id, objective=float(value), epoch=step))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         trial_id = self._trial_id(trial)
         if trial_id is None:
             return
-        end = _end_from_result(trial.last_result or {}, self.objective_metric_name)
-        self._finish(trial_id, end)
+        self._finish(trial_id, self._end_from_result(trial_id, trial.last_result or {}))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         trial_id = self._trial_id(trial)
@@ -150,14 +179,38 @@ class PlannerCallback(Callback):
         message = str(error).strip().splitlines()[-1] if error else "no details from Ray"
         last = trial.last_result or {}
         where = last.get(NODE_KEY) or "an unknown node"
+        if error is None or isinstance(error, LOST_FROM_OUTSIDE):
+            reason = f"the Ray worker running the trial on {where} was lost: {message}"
+            cause = EndCause.EXTERNAL
+        else:
+            reason = f"openamt's trainable failed on {where}: {type(error).__name__}: {message}"
+            cause = EndCause.OPENAMT
         end = TrialEnd(
             state=TrialState.FAILED,
             objective=None,
-            reason=f"the Ray worker running the trial on {where} was lost: {message}",
-            cause=EndCause.EXTERNAL,
+            reason=reason,
+            cause=cause,
             node_id=last.get(NODE_KEY),
         )
         self._finish(trial_id, end)
+
+    def _end_from_result(self, trial_id: str, result: dict[str, Any]) -> TrialEnd:
+        """The trainable's final report; or, if Ray ended the trial without one (the grace
+        period of a job stop ran out), STOPPED with the last objective."""
+        reported = TrialEnd.from_result(result)
+        if reported is not None:
+            return replace(reported, node_id=reported.node_id or result.get(NODE_KEY))
+        value = result.get(self.objective_metric_name)
+        objective = float(value) if value is not None and math.isfinite(value) else None
+        request = self.planner.stopping.get(trial_id) or self.control.stop_request
+        return TrialEnd(
+            state=TrialState.STOPPED,
+            objective=objective,
+            reason=(request.reason if request else "stopped by Ray Tune")
+            + "; Ray ended it before it finished stopping",
+            cause=request.cause if request else EndCause.TUNER,
+            node_id=result.get(NODE_KEY),
+        )
 
     def _finish(self, trial_id: str, end: TrialEnd) -> None:
         with _fatal_io(self.planner):
@@ -165,43 +218,22 @@ class PlannerCallback(Callback):
             self._notify(TrialFinished(trial_id=trial_id, end=end, will_retry=will_retry))
 
 
-def _end_from_result(result: dict[str, Any], objective_metric_name: str) -> TrialEnd:
-    """The trainable's final report, or STOPPED with the last objective if Tune stopped it."""
-    reported = TrialEnd.from_result(result)
-    if reported is not None:
-        return replace(reported, node_id=reported.node_id or result.get(NODE_KEY))
-    value = result.get(objective_metric_name)
-    objective = float(value) if value is not None and math.isfinite(value) else None
-    return TrialEnd(
-        state=TrialState.STOPPED,
-        objective=objective,
-        reason="stopped early by the scheduler",
-        cause=EndCause.TUNER,
-        node_id=result.get(NODE_KEY),
-    )
-
-
 class JobStopper(Stopper):
-    """Ray Tune's stopper, answered by `JobControl`: early stopping and completion criteria."""
+    """Ray Tune's stopper: never stops a trial itself (openamt asks trials to stop), and lets
+    the experiment end once a job stop has ended every trial (`JobControl.may_end`)."""
 
-    def __init__(
-        self, *, searcher: PlannerSearcher, control: JobControl, objective_metric_name: str
-    ) -> None:
-        self.searcher = searcher
+    def __init__(self, *, control: JobControl) -> None:
         self.control = control
-        self.objective_metric_name = objective_metric_name
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled with the experiment; job control stays with this driver."""
+        return {**self.__dict__, "control": None}
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        value = result.get(self.objective_metric_name)
-        assignment = self.searcher.assignments.get(trial_id)
-        if result.get(FINAL_KEY) or value is None or assignment is None:
-            return False
-        return self.control.should_stop_trial(
-            assignment.trial_id, epoch=int(result.get(EPOCH_KEY, 0)), value=float(value)
-        )
+        return False
 
     def stop_all(self) -> bool:
-        return self.control.planner.fatal_error is not None or self.control.should_stop_all()
+        return self.control.may_end()
 
 
 @contextmanager

@@ -1,11 +1,14 @@
 """One driver run as a Ray Tune experiment: the trainable, its resources, the adapter, the stop.
 
 Ray's experiment state is not used to resume (the job directory is), so each driver run is a
-fresh experiment `run-N` under the job's `ray/` folder.
+fresh experiment in a temporary folder of its own, outside the job directory and removed
+afterwards: a full or damaged job directory then fails in openamt's code, with openamt's
+message, never inside Tune's bookkeeping.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -14,9 +17,8 @@ from ray import tune
 from orchestrator.control.events import Listener
 from orchestrator.control.job_control import JobControl
 from orchestrator.control.planner import TrialPlanner
-from orchestrator.spec import JobSpec, Strategy
+from orchestrator.spec import JobSpec
 from orchestrator.store.job_dir import JobDir
-from orchestrator.trial.outcome import EPOCH_KEY
 from orchestrator.tune.adapter import JobStopper, PlannerCallback, PlannerSearcher
 from orchestrator.tune.trainables import TrialLaunch, run_script_trial
 
@@ -35,6 +37,8 @@ def script_trainable(spec: JobSpec, job_dir: JobDir) -> Trainable:
         objective_metric_name=spec.objective_metric_name,
         job_dir=str(job_dir.path.resolve()),
         max_runtime_s=spec.max_runtime_in_seconds,
+        grace_period_s=spec.stop_grace_period_in_seconds,
+        max_log_bytes=spec.max_trial_log_bytes,
         num_cpus=resources.cpu,
         num_gpus=resources.gpu,
     )
@@ -43,7 +47,6 @@ def script_trainable(spec: JobSpec, job_dir: JobDir) -> Trainable:
 
 def run_experiment(
     spec: JobSpec,
-    job_dir: JobDir,
     *,
     planner: TrialPlanner,
     control: JobControl,
@@ -52,52 +55,42 @@ def run_experiment(
     trainable: Trainable,
 ) -> None:
     """Run Tune until the planner has nothing left to start and every trial has ended."""
-    resources = spec.resources_per_trial
     searcher = PlannerSearcher(planner=planner)
     callback = PlannerCallback(
         planner=planner,
+        control=control,
         searcher=searcher,
         objective_metric_name=spec.objective_metric_name,
         listeners=listeners,
     )
+    with tempfile.TemporaryDirectory(prefix="openamt-tune-") as storage:
+        _fit(spec, storage, searcher, callback, control, run_number, trainable)
+
+
+def _fit(
+    spec: JobSpec,
+    storage: str,
+    searcher: PlannerSearcher,
+    callback: PlannerCallback,
+    control: JobControl,
+    run_number: int,
+    trainable: Trainable,
+) -> None:
+    resources = spec.resources_per_trial
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": resources.cpu, "gpu": resources.gpu}),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
-            scheduler=_hyperband_scheduler(spec),
             num_samples=-1,
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=f"run-{run_number}",
-            storage_path=str(job_dir.ray_storage.resolve()),
+            storage_path=storage,
             callbacks=[callback],
-            stop=JobStopper(
-                searcher=searcher,
-                control=control,
-                objective_metric_name=spec.objective_metric_name,
-            ),
+            stop=JobStopper(control=control),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
         ),
     )
     tuner.fit()
-
-
-def _hyperband_scheduler(spec: JobSpec) -> Any:
-    """Asynchronous successive halving on the epochs trials report (strategy Hyperband)."""
-    if spec.strategy is not Strategy.HYPERBAND:
-        return None
-    from ray.tune.schedulers import AsyncHyperBandScheduler
-
-    config = spec.hyperband_strategy_config
-    min_resource = config.min_resource if config else 1
-    max_resource = config.max_resource if config else int(spec.hyperparameters.get("epochs", 81))
-    return AsyncHyperBandScheduler(
-        time_attr=EPOCH_KEY,
-        metric=spec.objective_metric_name,
-        mode="max" if spec.maximize else "min",
-        grace_period=min_resource,
-        max_t=max_resource,
-        reduction_factor=3,
-    )

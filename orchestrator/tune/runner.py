@@ -3,48 +3,48 @@
 A rerun of the same job resumes it: the planner reconciles the searcher with the ledger, and a
 fresh Tune experiment runs only what is left. Ray's own experiment state is not needed for that,
 so damage to it cannot lose trials.
+
+However the run ends — every trial done, a completion criterion, the job's runtime, Ctrl-C or
+SIGTERM (even for a driver started with SIGINT ignored), a fatal I/O error — every running trial
+is stopped the same graceful way and its end recorded once, so no trial is left `Running` in the
+record once the driver has exited.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from orchestrator.control.completion import CompletionRules, active_seconds
-from orchestrator.control.early_stopping import MedianStoppingRule
-from orchestrator.control.events import Listener
+from orchestrator.control.events import Listener, TrialFinished
 from orchestrator.control.job_control import JobControl
 from orchestrator.control.planner import TrialPlanner
-from orchestrator.errors import JobInterrupted, ResumeError
+from orchestrator.control.setup import make_control, make_planner
+from orchestrator.errors import JobInterrupted
 from orchestrator.monitor.server import DEFAULT_METRICS_PORT
-from orchestrator.spec import (
-    CompleteOnConvergence,
-    EarlyStoppingType,
-    JobSpec,
-)
+from orchestrator.spec import JobSpec
 from orchestrator.store.job_dir import JobDir
 from orchestrator.store.ledger import Event, Ledger
 from orchestrator.store.records import TrialRecord, best_trial, summarize_trials
-from orchestrator.store.warm_start import parent_observations
+from orchestrator.store.spec_record import record_spec
+from orchestrator.trial.outcome import StopRequest, TrialState
 from orchestrator.tune.session import (
     TUNE_ENVIRONMENT,
     SessionOptions,
     check_cluster,
-    interrupts_raise,
     process_settings,
     ray_session,
+    stop_signals,
 )
 
 log = logging.getLogger(__name__)
 
-#: Spec fields that may change between runs of one job; anything else must match.
-RESUMABLE_CHANGES = frozenset({"max_jobs", "max_parallel_jobs", "output_path"})
+#: A job whose every finished trial failed ends with this reason, Failed (as SageMaker's does).
+ALL_FAILED = "AllTrainingJobsFailed"
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,11 @@ class JobResult:
     reason: str
     trials: dict[str, TrialRecord]
     best: TrialRecord | None
+    failure: str | None = None  # why the whole job failed (every trial failed), if it did
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
 
 
 def run_job(
@@ -79,140 +84,106 @@ def run_job(
 
     `trainable` replaces the script-mode trial (the Python API's function trainers): it gets
     the planner's config (`trial_id`, `attempt`, `hyperparameters`) and must report like
-    `orchestrator.tune.trainables.run_script_trial`.
+    `orchestrator.tune.trainables.run_script_trial`. Raises `JobInterrupted` after SIGINT or
+    SIGTERM (the job is resumable) and openamt's own fatal errors (an unwritable job directory).
     """
     job_dir = JobDir(path=spec.job_dir)
     job_dir.create()
     with job_dir.lock():
-        _write_or_check_spec(job_dir, spec)
+        record_spec(job_dir, spec)
         ledger = Ledger(job_dir=job_dir.path)
-        planner = _make_planner(spec, job_dir, ledger)
+        planner = make_planner(spec, job_dir, ledger)
         planner.resume()
-        control = _make_control(spec, ledger, planner)
+        control = make_control(spec, ledger, planner)
         if planner.done:
-            return _finish(spec, job_dir, ledger, planner, reason=_completion_reason(planner))
+            return _finish(spec, job_dir, ledger, planner)
         listeners, close_listeners = _make_listeners(spec, ledger, planner, options)
         listeners.insert(0, control.listener)
-        session = SessionOptions(
-            address=options.address,
-            ray_metrics_export_port=options.ray_metrics_export_port,
-            publish_ray_metrics=options.metrics_port is not None,
-        )
-        # Tune keeps one trial pending at a time for searchers of its own; with more, all of
-        # `max_parallel_jobs` can wait for resources at once (and an autoscaler sees them all).
-        environment = {
-            **TUNE_ENVIRONMENT,
-            "TUNE_MAX_PENDING_TRIALS_PG": str(spec.max_parallel_jobs),
-        }
         try:
-            with process_settings(environment), ray_session(session), interrupts_raise():
-                check_cluster(spec)
-                run_number = _count_runs(ledger) + 1
-                ledger.append(Event.JOB_STARTED, run=run_number, pid=os.getpid())
-                control.started = control.clock()
-                from orchestrator.tune.experiment import run_experiment, script_trainable
-
-                run_experiment(
-                    spec,
-                    job_dir,
-                    planner=planner,
-                    control=control,
-                    listeners=listeners,
-                    run_number=run_number,
-                    trainable=trainable or script_trainable(spec, job_dir),
-                )
-                if planner.fatal_error is not None:
-                    raise planner.fatal_error
-                planner.close()
-        except KeyboardInterrupt as interrupt:
-            ledger.append(Event.JOB_INTERRUPTED, finished=planner.finished_count)
-            raise JobInterrupted(
-                f"interrupted; {planner.finished_count} trials are finished and recorded in "
-                f"{job_dir.path}. Rerun the same command to resume."
-            ) from interrupt
+            _run(spec, job_dir, ledger, planner, control, listeners, options, trainable)
         finally:
             close_listeners()
-        return _finish(spec, job_dir, ledger, planner, reason=_completion_reason(planner))
-
-
-def _make_planner(spec: JobSpec, job_dir: JobDir, ledger: Ledger) -> TrialPlanner:
-    from search import make_searcher
-
-    searcher = make_searcher(
-        spec.strategy.value,
-        spec.search_space(),
-        objective_type=spec.objective_type.value,
-        seed=spec.random_seed,
-        prior_observations=parent_observations(spec, job_dir) or None,
-    )
-    state = job_dir.load_searcher_state()
-    if state is not None:
-        searcher.load_state_dict(state)
-    elif ledger.events():
-        raise ResumeError(
-            f"{job_dir.searcher_state_path} is missing but the ledger has trials; restore the "
-            "file or move the job directory aside to start afresh"
-        )
-    retry = spec.retry_strategy.maximum_retry_attempts if spec.retry_strategy else 0
-    return TrialPlanner(
-        searcher=searcher,
-        ledger=ledger,
-        job_dir=job_dir,
-        max_jobs=spec.max_jobs,
-        max_parallel_jobs=spec.max_parallel_jobs,
-        max_retry_attempts=retry,
-    )
-
-
-def _make_control(spec: JobSpec, ledger: Ledger, planner: TrialPlanner) -> JobControl:
-    criteria = spec.completion_criteria
-    not_improving = criteria.best_objective_not_improving if criteria else None
-    convergence = criteria.convergence_detected if criteria else None
-    maximize = spec.maximize
-    events = ledger.events()
-    control = JobControl(
-        planner=planner,
-        rules=CompletionRules(
-            maximize=maximize,
-            target=criteria.target_objective_metric_value if criteria else None,
-            not_improving_trials=(
-                not_improving.max_number_of_training_jobs_not_improving if not_improving else None
-            ),
-            convergence=bool(
-                convergence and convergence.complete_on_convergence is CompleteOnConvergence.ENABLED
-            ),
-            max_runtime_s=criteria.max_runtime_in_seconds if criteria else None,
-            elapsed_before_s=active_seconds(events),
-        ),
-        median_rule=(
-            MedianStoppingRule(maximize=maximize)
-            if spec.early_stopping_type is EarlyStoppingType.AUTO
-            else None
-        ),
-    )
-    control.restore(summarize_trials(events, objective_metric_name=spec.objective_metric_name))
-    return control
-
-
-def _write_or_check_spec(job_dir: JobDir, spec: JobSpec) -> None:
-    """First run: record the spec. Later runs: refuse a different job in the same directory."""
-    from orchestrator.store.job_dir import write_atomic
-
-    current = spec.to_mapping()
-    if job_dir.spec_path.exists():
-        recorded = yaml.safe_load(job_dir.spec_path.read_text(encoding="utf-8")) or {}
-        changed = sorted(
-            key
-            for key in set(recorded) | set(current)
-            if key not in RESUMABLE_CHANGES and recorded.get(key) != current.get(key)
-        )
-        if changed:
-            raise ResumeError(
-                f"{job_dir.path} holds a job with a different spec (changed: "
-                f"{', '.join(changed)}). Use another name or output_path for a new job; only "
-                f"{', '.join(sorted(RESUMABLE_CHANGES))} may change when resuming."
+        if control.interruption is not None:
+            _close_quietly(planner)
+            ledger.append(
+                Event.JOB_INTERRUPTED,
+                finished=planner.finished_count,
+                reason=control.interruption,
             )
-    write_atomic(job_dir.spec_path, yaml.safe_dump(current, sort_keys=False))
+            raise JobInterrupted(
+                f"interrupted ({control.interruption}); {planner.finished_count} trials are "
+                f"finished and recorded in {job_dir.path}. Rerun the same command to resume."
+            )
+        if planner.fatal_error is not None:
+            _close_quietly(planner)
+            raise planner.fatal_error
+        planner.close()
+        return _finish(spec, job_dir, ledger, planner)
+
+
+def _run(
+    spec: JobSpec,
+    job_dir: JobDir,
+    ledger: Ledger,
+    planner: TrialPlanner,
+    control: JobControl,
+    listeners: list[Listener],
+    options: RunOptions,
+    trainable: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    """One Tune experiment in a Ray session, then the record of whatever Ray let go of."""
+    session = SessionOptions(
+        address=options.address,
+        ray_metrics_export_port=options.ray_metrics_export_port,
+        publish_ray_metrics=options.metrics_port is not None,
+    )
+    environment = {
+        **TUNE_ENVIRONMENT,
+        # Tune keeps one trial pending at a time for searchers of its own; with more, all of
+        # `max_parallel_jobs` can wait for resources at once (and an autoscaler sees them all).
+        "TUNE_MAX_PENDING_TRIALS_PG": str(spec.max_parallel_jobs),
+    }
+    with process_settings(environment), ray_session(session), stop_signals(control.interrupt):
+        planner.capacity = check_cluster(spec)
+        run_number = sum(1 for e in ledger.events() if e["event"] == Event.JOB_STARTED.value) + 1
+        ledger.append(Event.JOB_STARTED, run=run_number, pid=os.getpid())
+        control.started = control.clock()
+        from orchestrator.tune.experiment import run_experiment, script_trainable
+
+        try:
+            run_experiment(
+                spec,
+                planner=planner,
+                control=control,
+                listeners=listeners,
+                run_number=run_number,
+                trainable=trainable or script_trainable(spec, job_dir),
+            )
+        except KeyboardInterrupt:  # interrupted twice: do not wait for the trials any more
+            control.interruption = control.interruption or "interrupted twice"
+        request = control.stop_request or StopRequest(reason="the driver ended")
+        _record_unfinished(planner, listeners, request)
+
+
+def _record_unfinished(
+    planner: TrialPlanner, listeners: list[Listener], request: StopRequest
+) -> None:
+    """Trials Ray let go of without an end (a grace period that ran out, a second Ctrl-C):
+    record them as stopped now, so none stays `Running` in the record."""
+    try:
+        for trial_id, end in planner.end_unfinished(request):
+            for listener in listeners:
+                listener(TrialFinished(trial_id=trial_id, end=end, will_retry=False))
+    except OSError as error:
+        planner.fatal_error = planner.fatal_error or error
+
+
+def _close_quietly(planner: TrialPlanner) -> None:
+    """Close the planner on the way out of a failed run; its own error must not hide the first."""
+    try:
+        planner.close()
+    except OSError as error:
+        log.warning("could not save the searcher state while stopping: %s", error)
 
 
 def _make_listeners(
@@ -248,10 +219,6 @@ def _make_listeners(
     return listeners, close_all
 
 
-def _count_runs(ledger: Ledger) -> int:
-    return sum(1 for e in ledger.events() if e["event"] == Event.JOB_STARTED.value)
-
-
 def _completion_reason(planner: TrialPlanner) -> str:
     if planner.stop_reason:
         return planner.stop_reason
@@ -260,18 +227,30 @@ def _completion_reason(planner: TrialPlanner) -> str:
     return "SearchSpaceExhausted"
 
 
-def _finish(
-    spec: JobSpec, job_dir: JobDir, ledger: Ledger, planner: TrialPlanner, *, reason: str
-) -> JobResult:
-    trials = summarize_trials(ledger.events(), objective_metric_name=spec.objective_metric_name)
-    best = best_trial(trials, maximize=spec.maximize)
+def _finish(spec: JobSpec, job_dir: JobDir, ledger: Ledger, planner: TrialPlanner) -> JobResult:
     events = ledger.events()
+    trials = summarize_trials(events, objective_metric_name=spec.objective_metric_name)
+    best = best_trial(trials, maximize=spec.maximize)
+    reason, failure = _completion_reason(planner), _all_failed(trials)
+    if failure is not None:
+        reason = ALL_FAILED
     already = events and events[-1]["event"] == Event.JOB_COMPLETED.value
     if not already or events[-1].get("reason") != reason:
         ledger.append(
             Event.JOB_COMPLETED,
             reason=reason,
+            failure_reason=failure,
             best_trial_id=best.trial_id if best else None,
             best_objective=best.objective if best else None,
         )
-    return JobResult(job_dir=job_dir.path, reason=reason, trials=trials, best=best)
+    return JobResult(job_dir=job_dir.path, reason=reason, trials=trials, best=best, failure=failure)
+
+
+def _all_failed(trials: dict[str, TrialRecord]) -> str | None:
+    """Why the job failed, when every trial that finished failed; else None."""
+    finished = [t for t in trials.values() if t.finished]
+    if not finished or any(t.state is not TrialState.FAILED for t in finished):
+        return None
+    reasons = Counter((t.reason or "no reason recorded").split("\n", 1)[0] for t in finished)
+    common, count = reasons.most_common(1)[0]
+    return f"all {len(finished)} trials failed; the most common reason ({count} of them): {common}"

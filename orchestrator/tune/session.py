@@ -8,17 +8,21 @@ back afterwards, so a notebook that calls `fit(wait=True)` is left as it was.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
-import sys
 import threading
-from collections.abc import Iterator, Mapping
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.spec import JobSpec, check_resources
 from orchestrator.tune.ray_metrics import publish_service_discovery
+
+log = logging.getLogger(__name__)
 
 #: Tune's switches for an openamt job; `max_pending_trials` is added per job.
 TUNE_ENVIRONMENT = {
@@ -54,17 +58,26 @@ class SessionOptions:
 
 @contextmanager
 def process_settings(environment: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables (unless the user set them) and quiet Tune's noisy loggers
-    for the block; restore both afterwards."""
+    """For the block: set environment variables (unless the user set them), quiet Tune's
+    noisy loggers and GPyTorch's numerical notes, and run torch on one thread (the driver's
+    GP work is small; more threads only fight the trials for the cores). All restored after."""
+    import torch
+    from linear_operator.utils.warnings import NumericalWarning
+
     saved_env = {name: os.environ.get(name) for name in environment}
     saved_levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+    saved_threads = torch.get_num_threads()
     for name, value in environment.items():
         os.environ.setdefault(name, value)
     for name, level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
+    torch.set_num_threads(1)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=NumericalWarning)
+            yield
     finally:
+        torch.set_num_threads(saved_threads)
         for name, value in saved_env.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -102,24 +115,58 @@ def ray_session(options: SessionOptions) -> Iterator[None]:
 
 
 @contextmanager
-def interrupts_raise() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C: stop, record, stay resumable."""
-    if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
+def stop_signals(on_signal: Callable[[str], None]) -> Iterator[None]:
+    """Route SIGINT and SIGTERM to `on_signal(name)` for the block, whatever their disposition
+    was (a driver started by `nohup ... &` or from a script's background job has SIGINT
+    ignored); put the previous handlers back afterwards. Only the main thread can do this."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def raise_interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+    def handle(signum: int, frame: Any) -> None:
+        on_signal(signal.Signals(signum).name)
 
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def check_cluster(spec: JobSpec) -> None:
-    """Refuse trials no node can hold, before any starts, with the numbers."""
+class ClusterCapacity:
+    """How many trials of the job's size the cluster can hold at once, from Ray's view of its
+    nodes (each node packed on its own), refreshed every `REFRESH_S` as nodes come and go."""
+
+    REFRESH_S = 10.0
+
+    def __init__(self, *, cpu: float, gpu: float) -> None:
+        self.cpu, self.gpu = cpu, gpu
+        self._value, self._at = 0, -math.inf
+
+    def __call__(self) -> int:
+        if time.monotonic() - self._at >= self.REFRESH_S:
+            self._value, self._at = self._measure(), time.monotonic()
+        return self._value
+
+    def _measure(self) -> int:
+        import ray
+
+        total = 0
+        for node in ray.nodes():
+            if not node.get("Alive"):
+                continue
+            resources = {k.upper(): float(v) for k, v in node.get("Resources", {}).items()}
+            fits = [math.floor(resources.get("CPU", 0.0) / self.cpu + 1e-9)]
+            if self.gpu > 0:
+                fits.append(math.floor(resources.get("GPU", 0.0) / self.gpu + 1e-9))
+            total += max(0, min(fits))
+        return total
+
+
+def check_cluster(spec: JobSpec) -> ClusterCapacity:
+    """Refuse trials no node can hold, before any starts, with the numbers; warn when the
+    cluster cannot run `max_parallel_jobs` trials at once. Returns the cluster's capacity."""
     import ray
 
     largest: dict[str, float] = {}
@@ -130,3 +177,12 @@ def check_cluster(spec: JobSpec) -> None:
             key = name.lower()
             largest[key] = max(largest.get(key, 0.0), float(amount))
     check_resources(spec, largest)
+    resources = spec.resources_per_trial
+    capacity = ClusterCapacity(cpu=resources.cpu, gpu=resources.gpu)
+    if capacity() < spec.max_parallel_jobs:
+        log.warning(
+            "max_parallel_jobs is %d, but the cluster holds %d trials of %g CPUs and %g GPUs "
+            "at once: at most %d run at a time (more once nodes join)",
+            spec.max_parallel_jobs, capacity(), resources.cpu, resources.gpu, capacity(),
+        )  # fmt: skip
+    return capacity

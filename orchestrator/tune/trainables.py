@@ -9,6 +9,7 @@ dashboards see progress, and end with one final report: the attempt's `TrialEnd`
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -22,12 +23,34 @@ import ray
 from ray import tune
 from ray.tune.result import DONE
 
+from orchestrator.errors import OpenAMTError
 from orchestrator.spec import MetricDefinition
-from orchestrator.store.job_dir import JobDir
-from orchestrator.trial.function import FunctionLaunch, Recorder, TrainerFunction
-from orchestrator.trial.outcome import EPOCH_KEY, NODE_KEY, TrialEnd
+from orchestrator.spec.schema import DEFAULT_GRACE_PERIOD_S, DEFAULT_MAX_LOG_BYTES
+from orchestrator.store.job_dir import JobDir, write_atomic
+from orchestrator.store.stop_requests import StopWatcher
+from orchestrator.trial.function import (
+    TUNE_STOPPED,
+    FunctionLaunch,
+    Recorder,
+    TrainerFunction,
+    TrialStopped,
+)
+from orchestrator.trial.outcome import (
+    ATTEMPT_KEY,
+    EPOCH_KEY,
+    NODE_KEY,
+    EndCause,
+    StopRequest,
+    TrialEnd,
+    TrialState,
+)
 from orchestrator.trial.process import run_trial_process
 from orchestrator.trial.script_env import build_argv, build_training_env
+
+#: A trainer may print metrics faster than anyone can use them; Tune (and so the ledger and the
+#: stopping rules) gets at most one report per trial this often, each with the latest value and
+#: the exact step.
+MIN_REPORT_INTERVAL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -42,20 +65,41 @@ class TrialLaunch:
     objective_metric_name: str
     job_dir: str
     max_runtime_s: float | None = None
-    grace_period_s: float = 10.0
+    grace_period_s: float = DEFAULT_GRACE_PERIOD_S
+    max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
     num_cpus: float = 1.0
     num_gpus: float = 0.0
 
 
 def run_script_trial(config: dict[str, Any], launch: TrialLaunch) -> None:
     """Tune entry point: run one attempt of `config["trial_id"]` and report its end."""
+    node_id = ray.get_runtime_context().get_node_id()
+    reporter = _Reporter(attempt=config["attempt"], node_id=node_id)
+    try:
+        end = _run_script_attempt(config, launch, reporter)
+    except (OpenAMTError, OSError) as error:  # openamt's failure, not the trainer's
+        end = TrialEnd(
+            state=TrialState.FAILED,
+            objective=None,
+            reason=f"openamt could not run the trial: {error}",
+            cause=EndCause.OPENAMT,
+        )
+    reporter.flush()
+    if reporter.stopped_by_tune is not None:
+        return  # Tune has ended the trial already: it takes no final report (it would block)
+    _report_end(replace(end, node_id=node_id))
+
+
+def _run_script_attempt(
+    config: dict[str, Any], launch: TrialLaunch, reporter: _Reporter
+) -> TrialEnd:
     trial_id: str = config["trial_id"]
     attempt: int = config["attempt"]
     hyperparameters: dict[str, Any] = config["hyperparameters"]
-    files = JobDir(path=Path(launch.job_dir)).trial_files(trial_id)
-    for directory in (files.model_dir, files.output_dir):
-        directory.mkdir(parents=True, exist_ok=True)
-    files.hyperparameters.write_text(json.dumps(hyperparameters, indent=2))
+    trial_files = JobDir(path=Path(launch.job_dir)).trial_files(trial_id)
+    files = trial_files.attempt(attempt)
+    files.create()
+    write_atomic(trial_files.hyperparameters, json.dumps(hyperparameters, indent=2))
 
     host = socket.gethostname()
     env = build_training_env(
@@ -75,15 +119,15 @@ def run_script_trial(config: dict[str, Any], launch: TrialLaunch) -> None:
             "OPENAMT_JOB_DIR": launch.job_dir,
         },
     )
-    latest: dict[str, float] = {}
-    node_id = ray.get_runtime_context().get_node_id()
+    stop_watcher = StopWatcher(files)
 
     def on_metric(name: str, value: float, step: int) -> None:
-        latest[name] = value
-        if name == launch.objective_metric_name:
-            tune.report({**latest, EPOCH_KEY: step, NODE_KEY: node_id})
+        reporter.offer(name, value, step, objective=name == launch.objective_metric_name)
 
-    end = run_trial_process(
+    def stop_requested() -> StopRequest | None:
+        return reporter.stopped_by_tune or stop_watcher()
+
+    return run_trial_process(
         argv=build_argv(launch.command, hyperparameters),
         cwd=Path(launch.working_dir),
         env=env,
@@ -91,10 +135,52 @@ def run_script_trial(config: dict[str, Any], launch: TrialLaunch) -> None:
         metric_definitions=launch.metric_definitions,
         objective_metric_name=launch.objective_metric_name,
         on_metric=on_metric,
+        on_tick=reporter.tick,
         max_runtime_s=launch.max_runtime_s,
         grace_period_s=launch.grace_period_s,
+        stop_requested=stop_requested,
+        max_log_bytes=launch.max_log_bytes,
     )
-    _report_end(replace(end, node_id=node_id))
+
+
+class _Reporter:
+    """Sends a trial's progress to Tune, at most every `MIN_REPORT_INTERVAL_S`.
+
+    If Tune itself ends the trial while it reports (Ray's own scheduler), the report call
+    raises SystemExit in this thread; that becomes a stop request, so the trainer still gets
+    SIGTERM and its grace period instead of dying with the thread.
+    """
+
+    def __init__(
+        self, *, attempt: int, node_id: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._fixed = {ATTEMPT_KEY: attempt, NODE_KEY: node_id}
+        self._clock = clock
+        self._latest: dict[str, float] = {}
+        self._pending: dict[str, Any] | None = None
+        self._sent_at = -math.inf
+        self.stopped_by_tune: StopRequest | None = None
+
+    def offer(self, name: str, value: float, step: int, *, objective: bool) -> None:
+        self._latest[name] = value
+        if objective:
+            self._pending = {**self._latest, EPOCH_KEY: step, **self._fixed}
+            self.tick()
+
+    def tick(self) -> None:
+        if self._pending is not None and self._clock() - self._sent_at >= MIN_REPORT_INTERVAL_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the pending report now (before the final one, so schedulers see it)."""
+        if self._pending is None or self.stopped_by_tune is not None:
+            return
+        report, self._pending = self._pending, None
+        self._sent_at = self._clock()
+        try:
+            tune.report(report)
+        except SystemExit:
+            self.stopped_by_tune = TUNE_STOPPED
 
 
 def make_function_trainable(
@@ -114,21 +200,32 @@ def run_function_trial(
 ) -> None:
     """Tune entry point: run one attempt of `config["trial_id"]` and report its end."""
     trial_id: str = config["trial_id"]
+    attempt: int = config["attempt"]
     hyperparameters: dict[str, Any] = dict(config["hyperparameters"])
-    files = JobDir(path=Path(launch.job_dir)).trial_files(trial_id)
-    files.directory.mkdir(parents=True, exist_ok=True)
-    files.hyperparameters.write_text(json.dumps(hyperparameters, indent=2))
+    trial_files = JobDir(path=Path(launch.job_dir)).trial_files(trial_id)
+    files = trial_files.attempt(attempt)
+    files.create()
+    write_atomic(trial_files.hyperparameters, json.dumps(hyperparameters, indent=2))
+    stop_watcher = StopWatcher(files)
 
     with open(files.log, "a", encoding="utf-8") as log:
         recorder = Recorder(
             log=log,
             objective_metric_name=launch.objective_metric_name,
-            on_objective=lambda latest, epoch: tune.report({**latest, EPOCH_KEY: epoch}),
+            on_objective=lambda latest, epoch: tune.report(
+                {**latest, EPOCH_KEY: epoch, ATTEMPT_KEY: attempt}
+            ),
+            stop_requested=stop_watcher,
         )
         started = time.monotonic()
-        error: Exception | None = None
+        error: BaseException | None = None
         try:
             fn(hyperparameters, recorder.report)
+        except TrialStopped as stopped:
+            error = stopped
+            log.write(f"==== openamt: {stopped.request.reason} ====\n")
+            if stopped.request is TUNE_STOPPED:
+                return  # Tune has ended the trial already: it takes no final report
         except Exception as raised:  # any error of the trainer's own fails the attempt
             error = raised
             log.write(traceback.format_exc())

@@ -23,7 +23,7 @@ from orchestrator.tune.runner import RunOptions
 from orchestrator.tune.trainables import make_function_trainable
 from search import ContinuousParameter
 from tests.fixtures.standin_trainer import final_accuracy
-from tests.helpers import REPO, STANDIN
+from tests.helpers import REPO, STANDIN, attempt_files
 
 pytestmark = pytest.mark.usefixtures("local_ray")
 OBJECTIVE = "Validation-accuracy"
@@ -78,7 +78,7 @@ def test_the_sagemaker_example_runs_as_written(project):
     job_file = yaml.safe_load((job_dir / "job.yaml").read_text())
     assert job_file["inputs"] == {"training": str(project / "data")}
     assert job_file["trainer"]["working_dir"] == str(project)
-    model = json.loads((job_dir / "trials" / "trial-0001" / "model" / "model.txt").read_text())
+    model = json.loads((attempt_files(job_dir, "trial-0001").model_dir / "model.txt").read_text())
     assert model["env"]["SM_CHANNEL_TRAINING"] == str(project / "data")
 
     description = tuner.describe()
@@ -131,7 +131,7 @@ def test_a_detached_job_is_followed_from_a_second_process(project):
     tuner = _tuner(strategy="Random", max_jobs=3)
     started = time.monotonic()
     tuner.fit(inputs="data", wait=False)
-    assert time.monotonic() - started < 5  # returns at once; the driver does the work
+    assert time.monotonic() - started < 15  # returns at once; the driver does the work
     job_dir = tuner.latest_tuning_job.job_dir
     assert tuner.describe()["HyperParameterTuningJobStatus"] == "InProgress"
 
@@ -202,9 +202,9 @@ def test_function_trainer_runs_in_ray_trials_with_the_script_contract(tmp_path):
     assert results["good"]["training_iteration"] == 4  # 3 epochs + final
     assert bad.state is TrialState.FAILED and "ValueError: diverged" in bad.reason
     assert bad.cause is EndCause.TRAINER and not bad.retryable
-    log = (tmp_path / "trials" / "trial-good" / "log.txt").read_text()
+    log = attempt_files(tmp_path, "trial-good").log.read_text()
     assert f"[epoch 3] {OBJECTIVE}=0.75 loss=" in log
-    assert "Traceback" in (tmp_path / "trials" / "trial-bad" / "log.txt").read_text()
+    assert "Traceback" in attempt_files(tmp_path, "trial-bad").log.read_text()
 
 
 def test_function_trainer_through_the_tuner(project):

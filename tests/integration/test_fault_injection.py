@@ -15,15 +15,15 @@ import math
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from orchestrator.store.records import summarize_trials
 from orchestrator.trial.outcome import TrialState
 from orchestrator.tune.runner import RunOptions, run_job
 from tests.fixtures.standin_trainer import final_accuracy
-from tests.helpers import OBJECTIVE, REPO, STANDIN, standin_job, standin_spec
+from tests.helpers import OBJECTIVE, REPO, STANDIN, attempt_files, standin_job, standin_spec
 
 pytestmark = pytest.mark.usefixtures("local_ray")
 QUIET = RunOptions(show_progress=False, metrics_port=None)
@@ -195,30 +195,6 @@ class MetricsPoller:
             self._stop.wait(0.1)
 
 
-@pytest.fixture
-def mount_tmpfs() -> Iterator[Callable[..., Path]]:
-    """Mount small tmpfs file systems for a test and unmount them afterwards."""
-    mounted: list[Path] = []
-
-    def mount(path: Path, *, size: str, read_only: bool = False) -> Path:
-        path.mkdir(parents=True, exist_ok=True)
-        options = f"size={size}" + (",ro" if read_only else "")
-        result = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here (needs root/CAP_SYS_ADMIN): {result.stderr}")
-        mounted.append(path)
-        return path
-
-    yield mount
-    for path in reversed(mounted):
-        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
 def _remount(path: Path, *, read_only: bool) -> None:
     mode = "ro" if read_only else "rw"
     subprocess.run(["mount", "-o", f"remount,{mode}", str(path)], check=True)
@@ -229,7 +205,7 @@ def _remount(path: Path, *, read_only: bool) -> None:
 
 def _kill_trainer_mid_run(job_dir: Path, trial_id: str, killed: list[int]) -> None:
     """Wait until `trial_id`'s trainer has printed its first epoch, then SIGKILL it."""
-    log = job_dir / "trials" / trial_id / "log.txt"
+    log = attempt_files(job_dir, trial_id).log
 
     def trainer() -> psutil.Process | None:
         for process in _trial_processes(job_dir):
@@ -315,12 +291,13 @@ def test_a_hanging_trial_is_killed_with_its_group_and_its_slot_runs_the_next_tri
     assert hung.state is TrialState.FAILED
     assert "exceeded max_runtime_in_seconds=3" in hung.reason
     assert "killed with SIGKILL after grace_period_s=10" in hung.reason  # it ignored SIGTERM
-    assert hung.duration_s < 3 + 10 + 8  # runtime + grace + scheduling slack on 2 busy cores
+    # runtime + grace, then killed: never before, and not much after even on two busy cores
+    assert 3 + 10 - 0.5 <= hung.duration_s < 3 + 10 + 30
     assert normal.state is TrialState.COMPLETED
     assert normal.start_time >= hung.end_time  # the one slot was freed for the next trial
     pids = []
     for trial_id in ("trial-0001", "trial-0002"):
-        log = (spec.job_dir / "trials" / trial_id / "log.txt").read_text(errors="ignore")
+        log = attempt_files(spec.job_dir, trial_id).log.read_text(errors="ignore")
         pids += [int(word.split("=")[1]) for word in log.split() if word.startswith("pid=")]
     assert len(pids) == 4  # two trainers and the child each of them spawned
     for pid in pids:
@@ -432,7 +409,7 @@ def test_a_driver_killed_at_seeded_random_moments_resumes_to_exactly_max_jobs(tm
     assert list(trials) == [f"trial-{n:04d}" for n in range(1, max_jobs + 1)]
     assert all(r.state is TrialState.COMPLETED for r in trials.values())
     _assert_unique_configs(trials)
-    assert any(e.get("interrupted") for e in events), "no kill ever caught a trial running"
+    assert any(e.get("crashed") for e in events), "no kill ever caught a trial running"
     assert _count(ledger, Event.JOB_STARTED) >= kills
 
 
@@ -496,31 +473,22 @@ def test_a_ledger_damaged_before_its_end_is_refused_with_a_clear_message(tmp_pat
     assert status.returncode == EXIT_ERROR and "line 3 is not valid JSON" in status.stderr
 
 
-def test_rays_experiment_state_truncated_or_deleted_does_not_affect_resume(tmp_path):
+def test_rays_experiment_state_is_kept_out_of_the_job_directory_and_removed(tmp_path):
+    """Ray Tune's own experiment files are not used to resume, so they live in a temporary
+    folder of the driver's and go with it: nothing of Ray's in the job directory can be damaged
+    or fill its disk, and every rerun starts from the job directory alone."""
+    before = set(Path(tempfile.gettempdir()).glob("openamt-tune-*"))
     spec = standin_spec(tmp_path, max_jobs=2)
     first = run_job(spec, QUIET)
-    ray_dir = spec.job_dir / "ray"
-    files = [p for p in ray_dir.rglob("*") if p.is_file() and p.stat().st_size > 1]
-    assert files, "Ray wrote no experiment state, so there is nothing to damage"
-    for path in files:
-        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-
-    truncated = run_job(standin_spec(tmp_path, max_jobs=3), QUIET)
-    shutil.rmtree(ray_dir)
-    deleted = run_job(standin_spec(tmp_path, max_jobs=4), QUIET)
-
-    assert list(truncated.trials) == ["trial-0001", "trial-0002", "trial-0003"]
-    assert list(deleted.trials) == [f"trial-{n:04d}" for n in range(1, 5)]
-    for trial_id, before in first.trials.items():
-        after = deleted.trials[trial_id]
-        assert (after.config, after.objective, after.attempts) == (
-            before.config,
-            before.objective,
-            1,
-        )
-    trials = _assert_searcher_agrees_with_ledger(spec.job_dir)
-    _assert_unique_configs(trials)
-    assert all(r.state is TrialState.COMPLETED for r in trials.values())
+    assert not (spec.job_dir / "ray").exists()
+    leftover = set(Path(tempfile.gettempdir()).glob("openamt-tune-*")) - before
+    assert leftover == set(), leftover
+    again = run_job(standin_spec(tmp_path, max_jobs=3), QUIET)
+    assert list(again.trials) == ["trial-0001", "trial-0002", "trial-0003"]
+    for trial_id, record in first.trials.items():
+        assert again.trials[trial_id].config == record.config
+        assert again.trials[trial_id].attempts == 1
+    _assert_unique_configs(_assert_searcher_agrees_with_ledger(spec.job_dir))
 
 
 # -- 7. the metrics port already bound --------------------------------------------------------

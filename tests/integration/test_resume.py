@@ -89,7 +89,7 @@ def test_sigkill_of_the_driver_then_rerun_finishes_exactly_max_jobs(tmp_path):
     assert final.returncode == 0, final.stdout + final.stderr
     assert "best trial: trial-" in final.stdout
     _assert_exactly_max_jobs(job_dir, max_jobs)
-    interrupted = [e for e in read_events(job_dir / "ledger.jsonl") if e.get("interrupted")]
+    interrupted = [e for e in read_events(job_dir / "ledger.jsonl") if e.get("crashed")]
     assert interrupted, "the killed drivers' running attempts were not recorded as interrupted"
 
 

@@ -10,12 +10,13 @@ import psutil
 import pytest
 
 from orchestrator.store.export import write_csv
+from orchestrator.store.job_dir import JobDir
 from orchestrator.store.ledger import Event, read_events
 from orchestrator.store.view import load_job_view
 from orchestrator.trial.outcome import TrialState
 from orchestrator.tune.runner import RunOptions, run_job
 from tests.fixtures.standin_trainer import final_accuracy
-from tests.helpers import OBJECTIVE, standin_spec
+from tests.helpers import OBJECTIVE, attempt_files, standin_spec
 
 pytestmark = pytest.mark.usefixtures("local_ray")
 QUIET = RunOptions(show_progress=False, metrics_port=None)
@@ -38,13 +39,15 @@ def test_full_job_records_every_trial_with_the_trainers_objective(tmp_path, stra
         assert record.objective == pytest.approx(expected, abs=1e-6)
         assert [step for step, _ in record.history] == [1, 2]  # one report per epoch
         assert record.config["epochs"] == 2  # static values travel with every trial
-        log = (spec.job_dir / "trials" / record.trial_id / "log.txt").read_text()
+        log = attempt_files(spec.job_dir, record.trial_id, record.attempts).log.read_text()
         assert "validation: accuracy=" in log
         hps = json.loads(
-            (spec.job_dir / "trials" / record.trial_id / "hyperparameters.json").read_text()
+            (JobDir(path=spec.job_dir).trial_files(record.trial_id).hyperparameters).read_text()
         )
         assert hps["x"] == record.config["x"]
-        assert (spec.job_dir / "trials" / record.trial_id / "model" / "model.txt").exists()
+        assert (
+            attempt_files(spec.job_dir, record.trial_id, record.attempts).model_dir / "model.txt"
+        ).exists()
     assert result.best is not None
     assert result.best.objective == max(t.objective for t in trials.values())
     state = json.loads((spec.job_dir / "searcher_state.json").read_text())
@@ -81,15 +84,18 @@ def test_parallel_trials_actually_overlap(tmp_path):
         ({"kill_self": 1}, "SIGKILL"),
     ],
 )
-def test_failed_trials_are_recorded_with_a_reason_and_the_job_goes_on(
+def test_failed_trials_are_recorded_with_a_reason_and_a_job_of_only_failures_fails(
     tmp_path, flags, reason_fragment
 ):
     _, result = _run(tmp_path, max_jobs=2, hyperparameters={"epochs": 2, **flags})
-    assert result.reason == "MaxNumberOfTrainingJobsReached"
+    assert len(result.trials) == 2  # the first failure did not end the job
     for record in result.trials.values():
         assert record.state is TrialState.FAILED
         assert record.objective is None
         assert reason_fragment.lower() in record.reason.lower()
+    assert result.failed and result.reason == "AllTrainingJobsFailed"
+    assert result.failure.startswith("all 2 trials failed; the most common reason (2 of them): ")
+    assert reason_fragment.lower() in result.failure.lower()
 
 
 def test_a_trial_past_its_runtime_is_killed_with_its_children(tmp_path):
@@ -102,8 +108,8 @@ def test_a_trial_past_its_runtime_is_killed_with_its_children(tmp_path):
     (record,) = result.trials.values()
     assert record.state is TrialState.FAILED
     assert "max_runtime_in_seconds" in record.reason
-    assert record.duration_s < 3 + 10 + 5  # runtime + grace + scheduling slack
-    log = (spec.job_dir / "trials" / record.trial_id / "log.txt").read_text()
+    assert record.duration_s < 3 + 10 + 30  # runtime + grace + slack for two busy cores
+    log = attempt_files(spec.job_dir, record.trial_id, record.attempts).log.read_text()
     (grandchild,) = re.findall(r"spawned child pid=(\d+)", log)
     assert not _alive(int(grandchild))
 

@@ -18,6 +18,7 @@ import yaml
 from orchestrator.store.ledger import Event, read_events
 from orchestrator.store.records import summarize_trials
 from orchestrator.trial.outcome import TrialState
+from tests.helpers import attempt_files
 from tests.system.cluster_fixtures import (  # noqa: F401 - cluster_tmp_fixture is a fixture
     RAY_CLI,
     REPO,
@@ -105,4 +106,4 @@ def test_job_submit_needs_the_token_and_runs_the_job_with_it(cluster_tmp: Path) 
     assert {t.state for t in trials.values()} == {TrialState.COMPLETED}
     assert {t.node_id for t in trials.values()} == {head.node_id}
     for trial_id in trials:
-        assert (runs / "standin-cluster" / "trials" / trial_id / "model" / "model.txt").is_file()
+        assert (attempt_files(runs / "standin-cluster", trial_id).model_dir / "model.txt").is_file()

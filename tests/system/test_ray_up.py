@@ -29,6 +29,7 @@ import yaml
 from orchestrator.store.ledger import Event, read_events
 from orchestrator.store.records import summarize_trials
 from orchestrator.trial.outcome import TrialState
+from tests.helpers import attempt_files
 from tests.system.cluster_fixtures import (  # noqa: F401 - cluster_tmp_fixture is a fixture
     RAY_CLI,
     REPO,
@@ -174,7 +175,7 @@ def test_ray_up_submit_and_down_with_the_onprem_config(cluster_tmp: Path) -> Non
         assert len(trials) == 4
         assert {t.state for t in trials.values()} == {TrialState.COMPLETED}
         for trial_id in trials:
-            assert (Path(job_dir) / "trials" / trial_id / "model" / "model.txt").is_file()
+            assert (attempt_files(Path(job_dir), trial_id).model_dir / "model.txt").is_file()
 
         down = run_cli(
             [RAY_CLI, "down", "-y", str(config)], env=env, cwd=REPO, timeout=LAUNCHER_TIMEOUT_S

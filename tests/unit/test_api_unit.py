@@ -383,6 +383,10 @@ def test_dataframe_is_cached_until_refreshed(tmp_path):
     )
     assert len(analytics.dataframe()) == 1
     refreshed = analytics.dataframe(force_refresh=True)
+    # No driver runs the job: a trial the ledger has running was cut off, not in progress.
+    assert list(refreshed["TrainingJobStatus"]) == ["Completed", "Stopped"]
+    (job_dir / ".lock").write_text(f"{os.getpid()}\n")  # this process as the live driver
+    refreshed = analytics.dataframe(force_refresh=True)
     assert list(refreshed["TrainingJobStatus"]) == ["Completed", "InProgress"]
 
 

@@ -60,6 +60,7 @@ def test_a_job_directory_is_private_by_default(
         trial.directory / "attempt-1",
     ]
     files = [
+        job_dir.ledger_path,
         job_dir.searcher_state_path,
         job_dir.driver_pid_file,
         job_dir.lock_file,

@@ -25,6 +25,7 @@ JOB_DIR_NAMES = {
     job_dir.DRIVER_PID_FILE,
     job_dir.LOCK_FILE,
     job_dir.REPORT_FILE,
+    job_dir.WARM_START_FILE,
 }
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +109,37 @@ def test_best_trial_respects_direction_and_ignores_failures(maximize, expected):
     )
     best = best_trial(summarize_trials(events), maximize=maximize)
     assert best is not None and best.trial_id == expected
+
+
+def _fill(directory: Path) -> Path:
+    """Fill the file system holding `directory` to the last byte."""
+    filler = directory / "filler"
+    with open(filler, "wb", buffering=0) as handle:
+        for chunk in (1 << 16, 1 << 12, 1 << 8, 1):
+            try:
+                while True:
+                    handle.write(b"\0" * chunk)
+            except OSError:
+                continue
+    return filler
+
+
+def test_a_failed_append_leaves_whole_lines_and_the_ledger_refuses_more(tmp_path, mount_tmpfs):
+    disk = mount_tmpfs(tmp_path / "disk", size="64k")
+    ledger = Ledger(job_dir=disk)
+    ledger.append(Event.JOB_STARTED, run=1)
+    before = (disk / "ledger.jsonl").read_bytes()
+    filler = _fill(disk)
+    big = "x" * 20_000  # a line longer than any space left
+    with pytest.raises(OSError) as caught:
+        ledger.append(Event.TRIAL_STARTED, trial_id="trial-0001", attempt=1, config={"b": big})
+    assert caught.value.errno == errno.ENOSPC
+    assert (disk / "ledger.jsonl").read_bytes() == before  # cut back to the last whole line
+
+    filler.unlink()  # space again, but this driver must not write on
+    with pytest.raises(OSError) as again:
+        ledger.append(Event.JOB_INTERRUPTED, finished=0)
+    assert again.value is caught.value
+    resumed = Ledger(job_dir=disk)  # the next driver starts from a whole file
+    resumed.append(Event.JOB_STARTED, run=2)
+    assert [e["event"] for e in resumed.events()] == ["job_started", "job_started"]

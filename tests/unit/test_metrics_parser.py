@@ -4,6 +4,7 @@ test_bad_input.py)."""
 from __future__ import annotations
 
 import math
+import time
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -119,3 +120,29 @@ def test_hundred_thousand_lines_parse_quickly() -> None:
     found = parse_all([text[i : i + 65536] for i in range(0, len(text), 65536)])
     assert len(found) == 200_000
     assert time.perf_counter() - started < 5.0
+
+
+SLOW = MetricDefinition(Name="slow", Regex=r"(a|aa)+$")
+BACKTRACKING_LINE = "a" * 60 + "b\n"
+
+
+def test_a_regex_that_backtracks_is_skipped_per_line_then_dropped_with_a_warning() -> None:
+    parser = MetricParser(definitions=[SLOW, ACCURACY])
+    started = time.perf_counter()
+    found = parser.feed(BACKTRACKING_LINE * 10 + "validation: accuracy=0.5\n")
+    assert found == [("Validation-accuracy", 0.5)]  # the other metric is unaffected
+    assert time.perf_counter() - started < 20  # three timeouts, not ten (or an hour)
+    warnings = parser.take_warnings()
+    assert len(warnings) == 3 and "no longer applied in this trial" in warnings[-1]
+    assert parser.feed(BACKTRACKING_LINE) == [] and parser.take_warnings() == []
+
+
+def test_the_sample_log_check_reports_a_regex_that_backtracks(tmp_path) -> None:
+    from orchestrator.spec import validate_sample_log
+    from tests.helpers import standin_spec
+
+    spec = standin_spec(
+        tmp_path, metric_definitions=[{"Name": "validation:accuracy", "Regex": r"(a|aa)+$"}]
+    )
+    problems = [str(p) for p in validate_sample_log(spec, BACKTRACKING_LINE)]
+    assert any("takes over 50 ms on line 1 of the log" in p for p in problems), problems

@@ -200,6 +200,7 @@ def test_interrupted_job_says_how_to_resume(tmp_path: Path) -> None:
 
 def test_job_with_no_finished_trials_says_so(tmp_path: Path) -> None:
     write_spec(tmp_path)
+    JobDir(path=tmp_path).lock_file.write_text(f"{os.getpid()}\n")  # a live driver
     ledger = Ledger(job_dir=tmp_path)
     ledger.append(Event.JOB_STARTED, run=1)
     start(ledger, "t0", 0)

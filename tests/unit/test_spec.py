@@ -133,7 +133,9 @@ def test_defaults_fill_the_optional_fields() -> None:
     assert spec.max_parallel_jobs == 1
     assert (spec.resources_per_trial.cpu, spec.resources_per_trial.gpu) == (1.0, 0.0)
     assert spec.early_stopping_type is EarlyStoppingType.OFF
-    assert (spec.random_seed, spec.output_path, spec.max_runtime_in_seconds) == (0, "runs", None)
+    assert (spec.random_seed, spec.output_path) == (0, "runs")
+    assert spec.max_runtime_in_seconds == 86_400  # SageMaker's max_run default, per trial
+    assert spec.stop_grace_period_in_seconds == 120  # SageMaker's StopTrainingJob grace
     assert spec.trainer.working_dir == "." and spec.trainer.interpreter is None
     assert spec.completion_criteria is None and spec.warm_start_config is None
 

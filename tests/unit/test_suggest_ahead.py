@@ -172,8 +172,8 @@ def test_planner_with_suggest_ahead_saves_no_prefetched_trial_at_the_end(tmp_pat
         max_parallel_jobs=2,
     )
     while not planner.done:
-        while planner.next_trial() is not None:
-            pass
+        while (assignment := planner.next_trial()) is not None:
+            planner.trial_started(assignment.trial_id)
         oldest = next(iter(planner.running.values()))
         planner.record_end(
             oldest.trial_id,

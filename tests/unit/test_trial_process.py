@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ import pytest
 
 from orchestrator.errors import OpenAMTError, TrialError
 from orchestrator.spec import MetricDefinition
-from orchestrator.trial.outcome import TrialEnd, TrialState
+from orchestrator.trial.outcome import EndCause, StopRequest, TrialEnd, TrialState
 from orchestrator.trial.process import TrialSetupError, run_trial_process
 from orchestrator.trial.script_env import build_argv
 
@@ -412,29 +411,46 @@ def test_timeout_escalates_to_sigkill_after_the_grace_period(trial: Trial) -> No
     assert wait_until(lambda: not live_members(trial.trainer_pgid()))
 
 
-def test_stop_event_stops_with_the_last_objective(trial: Trial) -> None:
-    stop = threading.Event()
+def test_a_stop_request_stops_with_the_last_objective_and_its_reason(trial: Trial) -> None:
+    requests: list[StopRequest] = []
 
     def stop_after_first_report(name: str, value: float, step: int) -> None:
         trial.on_metric(name, value, step)
         if name == OBJECTIVE:
-            stop.set()
+            requests.append(StopRequest(reason="stopped early: below the median at epoch 1"))
 
     outcome = trial.run_standin(
-        {"hang": 1, "spawn_child": 1}, on_metric=stop_after_first_report, stop_event=stop
+        {"hang": 1, "spawn_child": 1},
+        on_metric=stop_after_first_report,
+        stop_requested=lambda: requests[0] if requests else None,
     )
     first_epoch = standin.epoch_accuracy(DEFAULT_FINAL, epoch=1, epochs=3)
     assert outcome.state is TrialState.STOPPED
     assert outcome.objective == pytest.approx(first_epoch, abs=1e-6)
-    assert not outcome.retryable
+    assert outcome.reason == "stopped early: below the median at epoch 1"
+    assert outcome.cause is EndCause.TUNER and not outcome.retryable
     assert [n for n, _, _ in trial.reported].count(OBJECTIVE) == 1
     assert wait_until(lambda: not live_members(trial.trainer_pgid()))
 
 
+def test_a_stop_of_a_trainer_that_ignores_sigterm_kills_it_after_the_grace(trial: Trial) -> None:
+    request = StopRequest(reason="stopped early: below the median")
+    started = time.monotonic()
+    outcome = trial.run_standin(
+        {"hang": 1, "ignore_sigterm": 1, "spawn_child": 1},
+        grace_period_s=1.0,
+        stop_requested=lambda: request if trial.reported else None,
+    )
+    assert outcome.state is TrialState.STOPPED
+    assert "killed with SIGKILL after grace_period_s=1" in outcome.reason
+    assert 1.0 <= time.monotonic() - started < 60
+    assert wait_until(lambda: is_dead(trial.grandchild_pid()))
+
+
 def test_stop_before_any_objective_has_no_objective(trial: Trial) -> None:
-    stop = threading.Event()
-    stop.set()
-    outcome = trial.run(python_argv("import time; time.sleep(60)"), stop_event=stop)
+    request = StopRequest(reason="the job was interrupted", cause=EndCause.INTERRUPTED)
+    outcome = trial.run(python_argv("import time; time.sleep(60)"), stop_requested=lambda: request)
+    assert outcome.cause is EndCause.INTERRUPTED
     assert outcome.state is TrialState.STOPPED
     assert outcome.objective is None
     assert outcome.duration_s < 10

@@ -1,0 +1,184 @@
+"""The trial supervisor: the one process between a Ray worker and a trainer, so that nothing the
+trainer starts outlives its trial, whichever way the trial ends.
+
+Run as `python -I -S supervisor.py PARENT_PID GRACE_S -- TRAINER ARGV...` (standard library only,
+no site-packages: it starts in about 10 ms). It
+
+* dies with the thread that started it: the kernel sends it SIGUSR2 when that thread or its
+  process dies (PR_SET_PDEATHSIG), and it then SIGKILLs every descendant before it exits;
+* is a child subreaper (PR_SET_CHILD_SUBREAPER): a descendant whose parent exits (a bash wrapper
+  that started a `setsid` helper, a double fork) is re-parented to the supervisor instead of
+  init, so it stays in reach;
+* starts the trainer in a process group of its own, with SIGINT and SIGTERM at their defaults
+  (a driver started with SIGINT ignored, `nohup ... &`, must not pass that on), and with a
+  parent-death SIGKILL of its own;
+* on SIGTERM (a stop or a timeout) sends SIGTERM to every descendant, waits `GRACE_S` for the
+  trainer to exit, then SIGKILLs every descendant;
+* when the trainer exits, SIGKILLs whatever it left behind, reaps everything, and exits the way
+  the trainer did (its exit code, or the signal that killed it), so the caller can classify the
+  end as if it had been the trainer's parent.
+
+If it cannot run the trainer it prints `openamt: cannot run X: why` and exits 127. Where the
+kernel has no prctl (not Linux) the guarantees above shrink to the trainer's process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+EXIT_CANNOT_RUN = 127
+# Python ignores SIGPIPE and SIGXFSZ at start, and a driver may run with SIGINT ignored; exec keeps
+# ignored signals ignored, so the trainer gets the defaults back explicitly.
+_RESET_IN_TRAINER = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+    signal.SIGPIPE,
+    signal.SIGXFSZ,
+)
+
+
+def _prctl(option: int, value: int) -> bool:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def descendants(root: int) -> list[int]:
+    """Every living process below `root`, from /proc (parents before children)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        # The name in parentheses may hold spaces and parentheses: split after the last ')'.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if fields and fields[0] != b"Z":
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, queue = [], [root]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def _signal_all(sig: int) -> None:
+    for pid in descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            os.kill(pid, sig)
+
+
+class Supervisor:
+    """The supervisor's state: the trainer's pid, its exit status, and whether a stop began."""
+
+    def __init__(self, *, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self.trainer: int | None = None
+        self.status: int | None = None
+        self.stopping = False
+
+    def on_stop(self, signum: int, frame: object) -> None:
+        """SIGTERM/SIGINT: pass SIGTERM on to every descendant; SIGKILL them after the grace."""
+        if not self.stopping:
+            self.stopping = True
+            _signal_all(signal.SIGTERM)
+            signal.setitimer(signal.ITIMER_REAL, max(self.grace_s, 0.001))
+
+    def on_grace_over(self, signum: int, frame: object) -> None:
+        """SIGALRM: the grace period after a stop ran out."""
+        _signal_all(signal.SIGKILL)
+
+    def on_parent_death(self, signum: int, frame: object) -> None:
+        """SIGUSR2 (the thread that started us died): nothing may outlive it."""
+        _signal_all(signal.SIGKILL)
+        os._exit(128 + signal.SIGKILL)
+
+    def start(self, argv: list[str]) -> None:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the trainer
+            try:
+                os.setpgid(0, 0)
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                for sig in _RESET_IN_TRAINER:
+                    signal.signal(sig, signal.SIG_DFL)
+                _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+                if os.getppid() != parent:  # the supervisor died before the signal was armed
+                    os._exit(EXIT_CANNOT_RUN)
+                os.execvp(argv[0], argv)
+            except OSError as error:
+                os.write(2, f"openamt: cannot run {argv[0]}: {error.strerror}\n".encode())
+            os._exit(EXIT_CANNOT_RUN)
+        self.trainer = pid
+
+    def run(self) -> int:
+        """Reap children until the trainer is gone and nothing is left; the trainer's status.
+
+        Orphans of the trainer's tree are our children by the time the trainer is reaped (we
+        are their subreaper), so once no child is left, no descendant is left either."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            if pid != self.trainer:
+                continue
+            self.status = status
+            try:
+                if os.waitpid(-1, os.WNOHANG) == (0, 0):  # something was left behind
+                    _signal_all(signal.SIGKILL)
+            except ChildProcessError:
+                break
+        return self.status if self.status is not None else 0
+
+
+def exit_like(status: int) -> None:
+    """Exit with the trainer's exit code, or die of the signal that killed it."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        time.sleep(1)  # the signal arrives before this ends
+        os._exit(128 + sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+
+
+def main(argv: list[str]) -> None:
+    expected_parent, grace_s, separator, *trainer = argv
+    if separator != "--" or not trainer:
+        sys.stderr.write("usage: supervisor.py PARENT_PID GRACE_S -- TRAINER ARGV...\n")
+        os._exit(2)
+    supervisor = Supervisor(grace_s=float(grace_s))
+    signal.signal(signal.SIGUSR2, supervisor.on_parent_death)
+    signal.signal(signal.SIGTERM, supervisor.on_stop)
+    signal.signal(signal.SIGINT, supervisor.on_stop)
+    signal.signal(signal.SIGALRM, supervisor.on_grace_over)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGUSR2)
+    if os.getppid() != int(expected_parent):  # the parent died before the signal was armed
+        os.kill(os.getpid(), signal.SIGKILL)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    if supervisor.stopping:  # stopped before the trainer started: it never starts
+        os._exit(128 + signal.SIGTERM)
+    supervisor.start(trainer)
+    exit_like(supervisor.run())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
