@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import secrets
 import signal
 import threading
 import time
@@ -17,6 +18,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from orchestrator.spec import JobSpec, check_resources
@@ -89,7 +91,10 @@ def process_settings(environment: Mapping[str, str]) -> Iterator[None]:
 
 @contextmanager
 def ray_session(options: SessionOptions) -> Iterator[None]:
-    """Connect to Ray (or start it embedded) unless this process already did; disconnect after."""
+    """Connect to Ray (or start it embedded) unless this process already did; disconnect after.
+
+    Embedded Ray serves this machine only: every one of its servers listens on loopback, no
+    dashboard, and token authentication on, with the token file readable by its owner only."""
     import ray
 
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
@@ -101,7 +106,13 @@ def ray_session(options: SessionOptions) -> Iterator[None]:
         kwargs["address"] = options.address
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(**kwargs)
+        if options.address is None:
+            with _loopback_only():
+                private_token_file()
+                ray.init(**kwargs)
+        else:
+            ray.init(**kwargs)
+            private_token_file(create=False)
     discovery = None
     if started_here and options.address is None and options.publish_ray_metrics:
         discovery = publish_service_discovery()
@@ -112,6 +123,60 @@ def ray_session(options: SessionOptions) -> Iterator[None]:
             discovery.unlink(missing_ok=True)
         if started_here:
             ray.shutdown()
+
+
+#: Ray's switch for a node that serves only this machine: its address becomes loopback, and so
+#: do the addresses its servers listen on.
+_LOCAL_ONLY_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Start the embedded Ray with a loopback node address. Ray reads the switch when it is
+    imported (`ray_constants`) and the processes it starts read it from the environment, so
+    it is set in both places while Ray starts, and put back afterwards."""
+    from ray._private import ray_constants
+
+    saved_constant, saved_env = (
+        ray_constants.ENABLE_RAY_CLUSTER,
+        os.environ.get(_LOCAL_ONLY_VARIABLE),
+    )
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[_LOCAL_ONLY_VARIABLE] = "0"
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_constant
+        if saved_env is None:
+            os.environ.pop(_LOCAL_ONLY_VARIABLE, None)
+        else:
+            os.environ[_LOCAL_ONLY_VARIABLE] = saved_env
+
+
+def ray_token_path() -> Path:
+    """The token file Ray reads: `RAY_AUTH_TOKEN_PATH`, else ~/.ray/auth_token."""
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+
+
+def private_token_file(*, create: bool = True) -> Path | None:
+    """Make Ray's token file readable by its owner only (0600, its folder 0700); for an
+    embedded Ray, create it that way first (Ray itself would leave it to the umask). A token
+    given as `RAY_AUTH_TOKEN` needs no file."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return None
+    path = ray_token_path()
+    if not path.exists():
+        if not create:
+            return None
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_hex(32))
+    if path.stat().st_uid == os.getuid():
+        os.chmod(path, 0o600)
+        if path.parent == Path.home() / ".ray":
+            os.chmod(path.parent, 0o700)
+    return path
 
 
 @contextmanager

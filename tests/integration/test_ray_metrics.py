@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import time
 import urllib.request
 
@@ -34,3 +35,17 @@ def test_an_existing_file_is_left_to_ray(tmp_path):
     path.write_text("[]")
     assert publish_service_discovery(path) is None
     assert path.read_text() == "[]"
+
+
+def test_a_link_planted_where_the_file_goes_is_replaced_not_written_through(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("someone else's file")
+    path = tmp_path / "sd.json"
+    path.symlink_to(victim)  # what another user could plant in a world-writable folder
+    staging = tmp_path / "session"
+    staging.mkdir(mode=0o700)
+    assert publish_service_discovery(path, staging_dir=staging) == path
+    assert victim.read_text() == "someone else's file"
+    assert not path.is_symlink() and json.loads(path.read_text())[0]["targets"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # Prometheus may run as another user
+    assert list(staging.iterdir()) == []  # nothing left behind in the staging folder

@@ -11,9 +11,11 @@ import ipaddress
 import os
 import re
 import socket
+import stat
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -159,6 +161,49 @@ def test_a_public_metrics_host_is_refused_without_the_flag_and_warned_about_with
     assert re.search(
         r"serving metrics on http://0\.0\.0\.0:\d+/metrics, reachable beyond", caplog.text
     )
+
+
+LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
+def test_embedded_ray_listens_on_loopback_only_with_a_private_token(tmp_path: Path) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(standin_job(
+        tmp_path, max_jobs=2, hyperparameters={"epochs": 3, "sleep": 2.0}
+    )))  # fmt: skip
+    token = tmp_path / "ray-token"  # where this job's Ray keeps its token (not ~/.ray)
+    env = {**os.environ, "RAY_AUTH_TOKEN_PATH": str(token)}
+    env.pop("RAY_AUTH_MODE", None)
+    env.pop("RAY_AUTH_TOKEN", None)
+    driver = subprocess.Popen(
+        [*OPENAMT, "tune", str(job), "--no-progress", "--metrics-port", "0"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    listening: set[tuple[str, str]] = set()
+    ledger = tmp_path / "runs" / "standin" / "ledger.jsonl"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and "trial_result" not in _text(ledger):
+            time.sleep(0.2)
+        assert "trial_result" in _text(ledger), "no trial ran"
+        for process in [psutil.Process(driver.pid), *psutil.Process(driver.pid).children(True)]:
+            try:
+                for connection in process.net_connections(kind="inet"):
+                    if connection.status == psutil.CONN_LISTEN:
+                        listening.add((process.name(), connection.laddr.ip))
+            except psutil.Error:
+                continue
+    finally:
+        driver.wait(timeout=300)
+    assert driver.returncode == 0, driver.stderr.read()
+    names = {name for name, _ in listening}
+    assert {"gcs_server", "raylet"} <= names, listening  # Ray's servers were looked at
+    assert {ip for _, ip in listening} <= LOOPBACK, listening
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
 
 
 # -- Ray clusters keep token authentication -----------------------------------------------------
