@@ -155,7 +155,8 @@ class Round:
             self.audit.notes.append(f"{self.kind}: traceback: {output[-400:]!r}")
         if not killed:
             self._audit_exit()
-        time.sleep(10)
+        # anything of the job's still alive 10 s after its driver exited counts
+        wait_for(lambda: not marked_processes(self.job_dir), timeout=10)
         self.audit.alive += len(marked_processes(self.job_dir))
         for process in marked_processes(self.job_dir):
             with _quietly():

@@ -25,12 +25,12 @@ from orchestrator.spec.sections import WarmStartConfig
 from orchestrator.store.job_dir import JobDir, write_atomic
 from orchestrator.store.view import JobView, TuningJobStatus, load_job_view
 from orchestrator.trial.outcome import TrialState
+from search.searcher import Observation
 
 log = logging.getLogger(__name__)
 
 PARENTS_FIELD = "warm_start_config.parent_hyperparameter_tuning_jobs"
 #: (hyperparameters, objective): one finished parent trial; a failed one has objective None.
-Observation = tuple[dict[str, Any], float | None]
 
 
 def parent_observations(spec: JobSpec, job_dir: JobDir) -> list[Observation]:
