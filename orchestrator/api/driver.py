@@ -1,9 +1,13 @@
 """One tuning job and the driver process running it: start it detached, wait, stop, describe.
 
-`fit(wait=False)` starts `python -m orchestrator.cli tune <job dir>/job.yaml --no-progress` in its
-own session with its output in the job's `driver.log`, so the job outlives the notebook;
-`wait()`, `stop()` and `describe()` follow it, from the tuner that started it or from any process
-via `HyperparameterTuner.attach`.
+`fit(wait=False)` (and `openamt tune --detach`) starts `python -m orchestrator.cli tune JOB_FILE
+--no-progress` in its own session with its output in the job's `driver.log`, so the job outlives
+the notebook; `wait()`, `stop()` and `describe()` follow it, from the tuner that started it or
+from any process via `HyperparameterTuner.attach` (or `openamt stop`).
+
+Stopping is the driver's own graceful stop: SIGTERM, which it handles like Ctrl-C (running
+trials get SIGTERM, their grace period, then SIGKILL; each is recorded Stopped; the job stays
+resumable), then waiting for it to exit.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import TunerError, TuningJobFailedError, WaitTimeoutError
+from orchestrator.errors import OpenAMTError, TunerError, TuningJobFailedError, WaitTimeoutError
 from orchestrator.spec import JobSpec
 from orchestrator.store.analytics import describe_job
 from orchestrator.store.driver import running_driver_pid
@@ -30,6 +34,8 @@ from orchestrator.trial import function as function_trial
 from orchestrator.tune.runner import RunOptions, run_job
 
 POLL_INTERVAL_S = 0.5
+#: How long `stop()` waits for the driver beyond the job's grace period by default.
+STOP_MARGIN_S = 60.0
 
 
 class TuningJob:
@@ -59,14 +65,16 @@ class TuningJob:
         finally:
             self._running_here = False
 
-    def start_driver(self, options: RunOptions) -> None:
-        """Start `openamt tune job.yaml` detached: own session, output to `driver.log`."""
+    def start_driver(self, options: RunOptions, *, job_file: Path | None = None) -> None:
+        """Start `openamt tune JOB_FILE` detached: own session, output to `driver.log`.
+        `job_file` defaults to the `job.yaml` that `fit` writes into the job directory."""
+        job_file = self.files.job_file if job_file is None else Path(job_file)
         argv = [
             sys.executable,
             "-m",
             "orchestrator.cli",
             "tune",
-            str(self.files.job_file),
+            str(job_file),
             "--no-progress",
             *_driver_flags(options),
         ]
@@ -115,7 +123,7 @@ class TuningJob:
             )
         return best.trial_id
 
-    def wait(self, *, timeout: float | None) -> dict[str, Any]:
+    def wait(self, *, timeout: float | None = None) -> dict[str, Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.driver_pid() is not None:
             if deadline is not None and time.monotonic() >= deadline:
@@ -129,7 +137,9 @@ class TuningJob:
             )
         return description
 
-    def stop(self, *, timeout: float) -> dict[str, Any]:
+    def stop(self, *, timeout: float | None = None) -> dict[str, Any]:
+        """Stop the driver gracefully (SIGTERM) and wait for it to exit; returns `describe()`.
+        `timeout` defaults to the job's `stop_grace_period_in_seconds` plus `STOP_MARGIN_S`."""
         pid = self.driver_pid()
         if pid is None:
             return self.describe()
@@ -137,25 +147,43 @@ class TuningJob:
             raise TunerError(
                 f"job {self.name} runs in this process (fit(wait=True)); stop it with Ctrl-C"
             )
-        self._wait_until_running(pid, timeout=timeout)
+        if timeout is None:
+            timeout = self._grace_period_s() + STOP_MARGIN_S
+        self.wait_until_running(pid, timeout=timeout)
         with contextlib.suppress(ProcessLookupError):  # it may have finished meanwhile
-            os.kill(pid, signal.SIGINT)
+            os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while self.driver_pid() is not None:
             if time.monotonic() >= deadline:
-                raise TunerError(f"job {self.name}: driver pid {pid} still running after SIGINT")
+                raise TunerError(
+                    f"job {self.name}: driver pid {pid} still running {timeout:g} s after SIGTERM"
+                )
             time.sleep(POLL_INTERVAL_S)
         return self.describe()
 
-    def _wait_until_running(self, pid: int, *, timeout: float) -> None:
-        """Until the driver records its start, a SIGINT would kill it mid-import instead of
+    def wait_until_running(self, pid: int, *, timeout: float) -> bool:
+        """Wait until driver `pid` records its start in the ledger (True), or exits or runs out
+        of time first (False). Until then a signal would kill it mid-import instead of
         stopping the job cleanly (and recording that)."""
         deadline = time.monotonic() + timeout
-        while self.driver_pid() == pid and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             events = read_events(self.files.ledger_path)
             if any(e["event"] == Event.JOB_STARTED.value and e.get("pid") == pid for e in events):
-                return
+                return True
+            if self.driver_pid() != pid:
+                return False
             time.sleep(POLL_INTERVAL_S / 5)
+        return False
+
+    def _grace_period_s(self) -> float:
+        try:
+            return float(self.view().spec.get("stop_grace_period_in_seconds", 0.0))
+        except (OpenAMTError, TypeError, ValueError):
+            return 0.0
+
+    def driver_log_tail(self, lines: int = 20) -> str:
+        """The last lines of the detached driver's output (`driver.log`)."""
+        return self._driver_log_tail(lines)
 
     def _driver_log_tail(self, lines: int = 20) -> str:
         path = self.files.driver_log

@@ -57,7 +57,6 @@ from orchestrator.tune.runner import RunOptions, run_job
 
 #: Appended to `base_tuning_job_name`; seconds, so two fits a minute apart never collide.
 TIMESTAMP_FORMAT = "%y%m%d-%H%M%S"
-DEFAULT_STOP_TIMEOUT_S = 120.0
 _BASE_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 _BASE_NAME_RULE = (
     "letters, digits and hyphens, starting and ending with a letter or digit (SageMaker's job "
@@ -73,7 +72,10 @@ class HyperparameterTuner:
     `completion_criteria={"target_objective_metric_value": 0.74}`,
     `warm_start_config={"parent_hyperparameter_tuning_jobs": ["runs/round-1"],
     "warm_start_type": "TransferLearning"}`. `random_seed=None` keeps the spec's default (0),
-    so a job is repeatable unless told otherwise.
+    so a job is repeatable unless told otherwise. `max_runtime_in_seconds` limits the whole
+    job, as SageMaker's tuner argument does (`completion_criteria.max_runtime_in_seconds`);
+    one trial's limit is the trainer's. `recorded_settings` (JSON-like values) are kept in the
+    job's spec and not acted on (`orchestrator.sagemaker` records the SDK's role, tags, ...).
     """
 
     def __init__(
@@ -95,6 +97,8 @@ class HyperparameterTuner:
         retry_strategy: Mapping[str, Any] | None = None,
         warm_start_config: Mapping[str, Any] | None = None,
         hyperband_strategy_config: Mapping[str, Any] | None = None,
+        max_runtime_in_seconds: int | None = None,
+        recorded_settings: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(trainer, Trainer):
             raise SpecError(
@@ -120,7 +124,8 @@ class HyperparameterTuner:
         self.base_tuning_job_name = base_tuning_job_name
         self.output_path = os.path.abspath(os.fspath(output_path))
         self.random_seed = random_seed
-        self.completion_criteria = completion_criteria
+        self.completion_criteria = _with_job_runtime(completion_criteria, max_runtime_in_seconds)
+        self.recorded_settings = None if recorded_settings is None else dict(recorded_settings)
         self.retry_strategy = retry_strategy
         self.warm_start_config = _absolute_parents(warm_start_config)
         self.hyperband_strategy_config = hyperband_strategy_config
@@ -179,8 +184,9 @@ class HyperparameterTuner:
         `TuningJobFailedError` if the driver died without finishing the job."""
         return self._job().wait(timeout=timeout)
 
-    def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT_S) -> dict[str, Any]:
-        """Stop the job as Ctrl-C would (resumable): SIGINT to its driver, then wait for it."""
+    def stop(self, timeout: float | None = None) -> dict[str, Any]:
+        """Stop the job as Ctrl-C would (resumable): SIGTERM to its driver, then wait for it
+        (by default the job's grace period and a minute)."""
         return self._job().stop(timeout=timeout)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -236,14 +242,12 @@ class HyperparameterTuner:
             raise SpecError([SpecProblem("base_tuning_job_name", base, _BASE_NAME_RULE)])
         return base
 
+    def next_job_name(self) -> str:
+        """The name `fit()` gives a new job: `base-YYMMDD-HHMMSS`, unique in `output_path`."""
+        return self._unique_name()
+
     def _unique_name(self) -> str:
-        """`base-YYMMDD-HHMMSS`, with `-2`, `-3`, ... if a job of that name exists already."""
-        base, now = self._base_name(), dt.datetime.now()
-        for count in itertools.count(1):
-            name = _timestamped(base, now, count)
-            if not (Path(self.output_path) / name).exists():
-                return name
-        raise AssertionError("unreachable")
+        return unique_job_name(self._base_name(), self.output_path)
 
     def _spec(self, *, name: str, inputs: dict[str, str], check_paths: bool) -> JobSpec:
         """Validate everything as a `JobSpec`; errors name this API's arguments."""
@@ -268,6 +272,7 @@ class HyperparameterTuner:
             "completion_criteria": self.completion_criteria,
             "retry_strategy": self.retry_strategy,
             "warm_start_config": self.warm_start_config,
+            "recorded_settings": self.recorded_settings,
         }
         mapping = {key: value for key, value in mapping.items() if value is not None}
         try:
@@ -289,6 +294,7 @@ _ATTACHED_SETTINGS = (
     "retry_strategy",
     "warm_start_config",
     "hyperband_strategy_config",
+    "recorded_settings",
 )
 
 
@@ -321,6 +327,20 @@ def _ranges_config(ranges: Any) -> Any:
     }
 
 
+def _with_job_runtime(
+    criteria: Mapping[str, Any] | None, max_runtime_in_seconds: int | None
+) -> Mapping[str, Any] | None:
+    """`completion_criteria` with the job's runtime limit added (the argument wins only when
+    the criteria do not set one themselves)."""
+    if max_runtime_in_seconds is None:
+        return criteria
+    if criteria is None:
+        return {"max_runtime_in_seconds": max_runtime_in_seconds}
+    if not isinstance(criteria, Mapping):
+        return criteria  # JobSpec reports the bad type under completion_criteria
+    return {"max_runtime_in_seconds": max_runtime_in_seconds, **criteria}
+
+
 def _absolute_parents(config: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     if not isinstance(config, Mapping):
         return config
@@ -346,6 +366,17 @@ def _channels(inputs: Mapping[str, Any] | str | os.PathLike[str] | None) -> dict
 
 def _is_path(value: object) -> bool:
     return isinstance(value, str | os.PathLike)
+
+
+def unique_job_name(base: str, output_path: str | os.PathLike[str]) -> str:
+    """`base-YYMMDD-HHMMSS` (32 characters at most), with `-2`, `-3`, ... if a job of that name
+    exists in `output_path` already."""
+    now = dt.datetime.now()
+    for count in itertools.count(1):
+        name = _timestamped(base, now, count)
+        if not (Path(output_path) / name).exists():
+            return name
+    raise AssertionError("unreachable")
 
 
 def _timestamped(base: str, now: dt.datetime, count: int = 1) -> str:

@@ -98,6 +98,9 @@ class JobSpec(Section):
     completion_criteria: CompletionCriteria | None = None
     retry_strategy: RetryStrategy | None = None
     warm_start_config: WarmStartConfig | None = None
+    # Accepted for compatibility and kept with the job, never acted on (the SageMaker SDK's
+    # role, tags, VPC settings, framework image...; see orchestrator/sagemaker/README.md).
+    recorded_settings: dict[str, Any] | None = None
 
     _base_dir: Path = PrivateAttr(default_factory=lambda: Path(os.getcwd()))
     _warnings: tuple[SpecProblem, ...] = PrivateAttr(default=())

@@ -6,20 +6,30 @@ and `HyperparameterTuningJobAnalytics(...).dataframe()`'s table.
     df.sort_values("FinalObjectiveValue", ascending=False).head()
 
 Everything here renders the one read model (`orchestrator.store.view`), so it agrees with
-`openamt status`, the CSV and the report, on running, stopped and finished jobs alike.
+`openamt status`, the CSV and the report, on running, stopped and finished jobs alike. A
+training job's name is its trial id unless the caller names trials otherwise
+(`orchestrator.sagemaker` names them `<tuning job>-<trial id>`, resolvable on their own).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.spec import MetricDefinition
+from orchestrator.store.job_dir import JobDir
 from orchestrator.store.ledger import Event
 from orchestrator.store.records import TrialRecord
 from orchestrator.store.view import JobView, TuningJobStatus, load_job_view
+from orchestrator.trial.metrics import MetricParser
 from orchestrator.trial.outcome import TrialState
+
+#: How trials are named in a description or table: a trial id to a training job name.
+Namer = Callable[[str], str]
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,7 +53,11 @@ DATAFRAME_COLUMNS = (
 )
 
 
-def describe_job(view: JobView) -> dict[str, Any]:
+def _trial_id(trial_id: str) -> str:
+    return trial_id
+
+
+def describe_job(view: JobView, *, training_job_name: Namer = _trial_id) -> dict[str, Any]:
     """The job as SageMaker's `DescribeHyperParameterTuningJob` response shows it, plus
     `JobDirectory` and `CompletionReason` (why the job ended: MaxNumberOfTrainingJobsReached,
     a completion criterion, ...). Times are timezone-aware UTC datetimes, as boto3 returns."""
@@ -68,15 +82,15 @@ def describe_job(view: JobView) -> dict[str, Any]:
         },
         "TrainingJobStatusCounters": _status_counters(view),
         "ObjectiveStatusCounters": _objective_counters(view),
-        "CreationTime": _datetime(view.events[0]["time"]) if view.events else None,
+        "CreationTime": utc_datetime(view.events[0]["time"]) if view.events else None,
         "CompletionReason": completion["reason"] if completion else None,
     }
     best = view.best
     if best is not None:
-        description["BestTrainingJob"] = _training_job_summary(view, best)
+        description["BestTrainingJob"] = training_job_summary(view, best, training_job_name)
     last = view.last_job_event
     if status is not TuningJobStatus.IN_PROGRESS and last is not None:
-        description["HyperParameterTuningEndTime"] = _datetime(last["time"])
+        description["HyperParameterTuningEndTime"] = utc_datetime(last["time"])
     if status is TuningJobStatus.FAILED:
         description["FailureReason"] = view.failure_reason
     return description
@@ -110,9 +124,12 @@ def _objective_counters(view: JobView) -> dict[str, int]:
     return {"Succeeded": succeeded, "Pending": pending, "Failed": failed}
 
 
-def _training_job_summary(view: JobView, trial: TrialRecord) -> dict[str, Any]:
+def training_job_summary(
+    view: JobView, trial: TrialRecord, training_job_name: Namer = _trial_id
+) -> dict[str, Any]:
+    """SageMaker's `HyperParameterTrainingJobSummary` of one trial."""
     return {
-        "TrainingJobName": trial.trial_id,
+        "TrainingJobName": training_job_name(trial.trial_id),
         "TrainingJobStatus": TRAINING_JOB_STATUS[trial.state],
         "TunedHyperParameters": {name: trial.config.get(name) for name in view.tuned_names},
         "FinalHyperParameterTuningJobObjectiveMetric": {
@@ -120,12 +137,12 @@ def _training_job_summary(view: JobView, trial: TrialRecord) -> dict[str, Any]:
             "MetricName": view.objective_metric_name,
             "Value": trial.objective,
         },
-        "TrainingStartTime": _datetime(trial.start_time),
-        "TrainingEndTime": _datetime(trial.end_time),
+        "TrainingStartTime": utc_datetime(trial.start_time),
+        "TrainingEndTime": utc_datetime(trial.end_time),
     }
 
 
-def _datetime(timestamp: float | None) -> dt.datetime | None:
+def utc_datetime(timestamp: float | None) -> dt.datetime | None:
     if timestamp is None:
         return None
     return dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc)
@@ -138,6 +155,10 @@ class HyperparameterTuningJobAnalytics:
         self.job_dir = Path(job_dir)
         self._dataframe: pd.DataFrame | None = None
         load_job_view(self.job_dir)  # fail now, not at the first dataframe(), if it is no job
+
+    def _training_job_name(self, view: JobView, trial_id: str) -> str:
+        """How a trial is named in the table (its id; subclasses may qualify it)."""
+        return trial_id
 
     @property
     def name(self) -> str:
@@ -153,7 +174,9 @@ class HyperparameterTuningJobAnalytics:
         """A row per trial in trial order: one column per tuned hyperparameter, then
         `DATAFRAME_COLUMNS`. Cached like SageMaker's; `force_refresh=True` rereads the job."""
         if self._dataframe is None or force_refresh:
-            self._dataframe = trials_dataframe(load_job_view(self.job_dir))
+            view = load_job_view(self.job_dir)
+            namer = functools.partial(self._training_job_name, view)
+            self._dataframe = trials_dataframe(view, training_job_name=namer)
         return self._dataframe
 
     def clear_cache(self) -> None:
@@ -161,7 +184,7 @@ class HyperparameterTuningJobAnalytics:
         self._dataframe = None
 
 
-def trials_dataframe(view: JobView) -> pd.DataFrame:
+def trials_dataframe(view: JobView, *, training_job_name: Namer = _trial_id) -> pd.DataFrame:
     """The `dataframe()` table of a loaded job."""
     import pandas as pd
 
@@ -171,11 +194,11 @@ def trials_dataframe(view: JobView) -> pd.DataFrame:
         elapsed = trial.duration_s
         row.update(
             {
-                "TrainingJobName": trial.trial_id,
+                "TrainingJobName": training_job_name(trial.trial_id),
                 "TrainingJobStatus": TRAINING_JOB_STATUS[trial.state],
                 "FinalObjectiveValue": trial.objective,
-                "TrainingStartTime": _datetime(trial.start_time),
-                "TrainingEndTime": _datetime(trial.end_time),
+                "TrainingStartTime": utc_datetime(trial.start_time),
+                "TrainingEndTime": utc_datetime(trial.end_time),
                 "TrainingElapsedTimeSeconds": elapsed,
             }
         )
@@ -187,3 +210,27 @@ def trials_dataframe(view: JobView) -> pd.DataFrame:
     for column in ("FinalObjectiveValue", "TrainingElapsedTimeSeconds"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     return frame
+
+
+def metric_series(
+    job_dir: str | Path, trial_id: str, definitions: Sequence[MetricDefinition]
+) -> dict[str, list[float]]:
+    """Every value each metric took in the trial's latest attempt, in the order it was printed,
+    read from the attempt's log with the job's parser (so it matches what the trial reported;
+    the log keeps its head and tail up to `max_trial_log_bytes`)."""
+    trial = JobDir(path=Path(job_dir)).trial_files(trial_id)
+    series: dict[str, list[float]] = {definition.name: [] for definition in definitions}
+    attempts = trial.attempts()
+    if not attempts:
+        return series
+    parser = MetricParser(definitions=definitions)
+    try:
+        with open(trial.attempt(attempts[-1]).log, encoding="utf-8", errors="replace") as log:
+            for chunk in iter(lambda: log.read(1 << 16), ""):
+                for name, value in parser.feed(chunk):
+                    series[name].append(value)
+    except FileNotFoundError:
+        return series
+    for name, value in parser.finish():
+        series[name].append(value)
+    return series

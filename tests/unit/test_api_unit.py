@@ -29,7 +29,7 @@ from orchestrator.api.tuner import _timestamped
 from orchestrator.errors import SpecError
 from orchestrator.spec import EarlyStoppingType, ObjectiveType, Strategy
 from orchestrator.store.analytics import DATAFRAME_COLUMNS, HyperparameterTuningJobAnalytics
-from orchestrator.store.ledger import Event, Ledger
+from orchestrator.store.ledger import Event, Ledger, read_events
 from orchestrator.trial import function as function_trial
 from orchestrator.trial.outcome import TrialState
 from search import ContinuousParameter, IntegerParameter
@@ -428,23 +428,25 @@ def test_a_live_driver_means_in_progress_and_wait_times_out(tmp_path):
 
 
 STANDIN_DRIVER = """
-import os, sys, time
+import os, signal, sys, time
 from pathlib import Path
 from orchestrator.store.ledger import Event, Ledger
 job_dir = Path(sys.argv[1])
-time.sleep(1.0)  # importing, starting Ray: a SIGINT now would not stop the job cleanly
+time.sleep(1.0)  # importing, starting Ray: a SIGTERM now would not stop the job cleanly
 (job_dir / ".lock").write_text(f"{os.getpid()}\\n")
 ledger = Ledger(job_dir=job_dir)
+received = []
+signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
 ledger.append(Event.JOB_STARTED, run=1, pid=os.getpid())
-try:
-    time.sleep(60)
-except KeyboardInterrupt:
-    ledger.append(Event.JOB_INTERRUPTED, finished=0)
-    sys.exit(130)
+deadline = time.monotonic() + 60
+while not received and time.monotonic() < deadline:
+    time.sleep(0.05)
+ledger.append(Event.JOB_INTERRUPTED, finished=0, reason=signal.Signals(received[0]).name)
+sys.exit(130)
 """
 
 
-def test_stop_waits_for_the_driver_to_start_then_interrupts_it(tmp_path):
+def test_stop_waits_for_the_driver_to_start_then_sends_it_sigterm(tmp_path):
     job_dir = _job(tmp_path, [])
     driver = subprocess.Popen(
         [sys.executable, "-c", STANDIN_DRIVER, str(job_dir)], cwd=REPO, start_new_session=True
@@ -454,8 +456,9 @@ def test_stop_waits_for_the_driver_to_start_then_interrupts_it(tmp_path):
         tuner = HyperparameterTuner.attach(job_dir)
         assert tuner.describe()["HyperParameterTuningJobStatus"] == "InProgress"
         description = tuner.stop(timeout=30)
-        assert driver.wait(timeout=10) == 130  # interrupted after recording its start
+        assert driver.wait(timeout=10) == 130  # stopped after recording its start
         assert description["HyperParameterTuningJobStatus"] == "Stopped"
+        assert read_events(job_dir / "ledger.jsonl")[-1]["reason"] == "SIGTERM"
     finally:
         driver.kill()
         driver.wait()
@@ -486,3 +489,23 @@ def _dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
     return process.pid
+
+
+def test_the_tuners_max_runtime_limits_the_whole_job_not_a_trial(project):
+    """SageMaker's meaning: the tuner's max_runtime_in_seconds is the job's; a trial's limit is
+    the trainer's (the estimator's max_run)."""
+    tuner = _tuner(
+        _trainer(max_runtime_in_seconds=300),
+        max_runtime_in_seconds=600,
+        completion_criteria={"target_objective_metric_value": 0.9},
+        recorded_settings={"role": "arn:aws:iam::1:role/x"},
+    )
+    spec = tuner._spec(name="runtime", inputs={}, check_paths=False)
+    assert spec.completion_criteria.max_runtime_in_seconds == 600
+    assert spec.completion_criteria.target_objective_metric_value == 0.9
+    assert spec.max_runtime_in_seconds == 300
+    assert spec.recorded_settings == {"role": "arn:aws:iam::1:role/x"}
+    assert (
+        "recorded_settings"
+        not in _tuner()._spec(name="plain", inputs={}, check_paths=False).to_mapping()
+    )
