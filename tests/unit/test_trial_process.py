@@ -550,3 +550,41 @@ def no_leftover_children() -> Iterator[None]:
     assert wait_until(lambda: not psutil.Process().children(recursive=True)), [
         p.cmdline() for p in psutil.Process().children(recursive=True)
     ]
+
+
+@pytest.fixture
+def memory_cgroup(tmp_path: Path) -> Iterator[Path]:
+    """A cgroup (v1 memory controller) holding 64 MiB, for a trainer to join and overrun."""
+    root = Path("/sys/fs/cgroup/memory")
+    group = root / f"openamt-test-{os.getpid()}"
+    try:
+        group.mkdir()
+        (group / "memory.limit_in_bytes").write_text(str(64 * 1024 * 1024))
+    except OSError as error:
+        pytest.skip(f"cannot create a memory cgroup here (needs root and cgroup v1): {error}")
+    yield group
+    group.rmdir()
+
+
+def test_a_kernel_oom_kill_is_recorded_as_out_of_memory(trial: Trial, memory_cgroup: Path) -> None:
+    code = f"""
+        import os
+        open({str(memory_cgroup / "cgroup.procs")!r}, "w").write(str(os.getpid()))
+        print("validation: accuracy=0.5", flush=True)
+        hog = bytearray(1024 * 1024 * 1024)
+        """
+    outcome = trial.run(python_argv(code))
+    assert outcome.state is TrialState.FAILED and outcome.signal == "SIGKILL"
+    assert "killed by the kernel's out-of-memory killer" in outcome.reason
+    assert outcome.retryable  # from outside the trainer's code: a retry may succeed
+
+
+def test_a_cuda_out_of_memory_error_says_so(trial: Trial) -> None:
+    code = """
+        import sys
+        print("validation: accuracy=0.5", flush=True)
+        sys.exit("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+        """
+    outcome = trial.run(python_argv(code))
+    assert outcome.state is TrialState.FAILED
+    assert outcome.reason.startswith("out of GPU memory: trainer exited with code 1")
