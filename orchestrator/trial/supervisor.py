@@ -10,8 +10,8 @@ no site-packages: it starts in about 10 ms). It
   that started a `setsid` helper, a double fork) is re-parented to the supervisor instead of
   init, so it stays in reach;
 * starts the trainer in a process group of its own, with SIGINT and SIGTERM at their defaults
-  (a driver started with SIGINT ignored, `nohup ... &`, must not pass that on), and with a
-  parent-death SIGKILL of its own;
+  and no signal blocked (a driver started with SIGINT ignored, `nohup ... &`, or by a runner
+  that blocks signals must not pass that on), and with a parent-death SIGKILL of its own;
 * on SIGTERM (a stop or a timeout) sends SIGTERM to every descendant, waits `GRACE_S` for the
   trainer to exit, then SIGKILLs every descendant;
 * when the trainer exits, SIGKILLs whatever it left behind, reaps everything, and exits the way
@@ -43,6 +43,7 @@ _RESET_IN_TRAINER = (
     signal.SIGPIPE,
     signal.SIGXFSZ,
 )
+_HANDLED = (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGCHLD)
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -118,6 +119,7 @@ class Supervisor:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 for sig in _RESET_IN_TRAINER:
                     signal.signal(sig, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_SETMASK, set())  # nothing blocked, as in a shell
                 _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
                 if os.getppid() != parent:  # the supervisor died before the signal was armed
                     os._exit(EXIT_CANNOT_RUN)
@@ -170,6 +172,9 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGTERM, supervisor.on_stop)
     signal.signal(signal.SIGINT, supervisor.on_stop)
     signal.signal(signal.SIGALRM, supervisor.on_grace_over)
+    # The signal mask survives fork and exec: a driver started by a runner that blocks signals
+    # must not leave us deaf to the parent-death signal or to a stop.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
     _prctl(PR_SET_PDEATHSIG, signal.SIGUSR2)
     if os.getppid() != int(expected_parent):  # the parent died before the signal was armed
         os.kill(os.getpid(), signal.SIGKILL)

@@ -183,7 +183,8 @@ def private_token_file(*, create: bool = True) -> Path | None:
 def stop_signals(on_signal: Callable[[str], None]) -> Iterator[None]:
     """Route SIGINT and SIGTERM to `on_signal(name)` for the block, whatever their disposition
     was (a driver started by `nohup ... &` or from a script's background job has SIGINT
-    ignored); put the previous handlers back afterwards. Only the main thread can do this."""
+    ignored; a runner may even block them); put the previous handlers and mask back
+    afterwards. Only the main thread can do this."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -191,10 +192,13 @@ def stop_signals(on_signal: Callable[[str], None]) -> Iterator[None]:
     def handle(signum: int, frame: Any) -> None:
         on_signal(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stops = {signal.SIGINT, signal.SIGTERM}
+    previous = {sig: signal.signal(sig, handle) for sig in stops}
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, stops) & stops  # blocked by our starter
     try:
         yield
     finally:
+        signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

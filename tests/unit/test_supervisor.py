@@ -228,3 +228,44 @@ def test_the_trainer_gets_default_signal_handling_even_if_its_starter_ignored_si
     """
     completed = run(python(show), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert completed.stdout.split() == ["True", "True"]
+
+
+def block_stop_signals() -> None:
+    """A runner that blocks signals (some CI runners and job schedulers do); exec keeps the mask."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGUSR2})
+
+
+def test_the_trainer_starts_with_no_signal_blocked_even_if_its_starter_blocked_some() -> None:
+    show = "print(open('/proc/self/status').read().split('SigBlk:')[1].split()[0])"
+    completed = run(python(show), preexec_fn=block_stop_signals)
+    assert int(completed.stdout, 16) == 0
+
+
+def test_a_stop_and_a_worker_death_work_even_if_the_starter_blocked_the_signals(
+    marker: str, wrapper: Path
+) -> None:
+    trainer = python("print('ready', flush=True); import time; time.sleep(600)")
+    process = subprocess.Popen(
+        supervised_argv(trainer, grace_period_s=30.0),
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=block_stop_signals,
+    )
+    assert process.stdout.readline() == "ready\n"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == -signal.SIGTERM
+
+    repo = Path(__file__).resolve().parents[2]
+    sleeper = [str(wrapper), sys.executable, "-c", "import time; time.sleep(600)"]
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, *sleeper], cwd=repo, preexec_fn=block_stop_signals
+    )
+    try:
+        assert wait_until(lambda: len(marked(marker)) >= 4, timeout_s=30), marked(marker)
+        worker.kill()
+        worker.wait()
+        assert wait_until(lambda: not marked(marker), timeout_s=10), marked(marker)
+    finally:
+        worker.kill()
+        worker.wait()
