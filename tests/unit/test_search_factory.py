@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from search import (
@@ -79,3 +82,16 @@ def test_options_a_strategy_does_not_take_are_rejected() -> None:
 def test_space_must_be_a_search_space() -> None:
     with pytest.raises(SearchSpaceError, match="must be a SearchSpace"):
         make_searcher("Random", {"lr": ContinuousParameter(0, 1)})  # type: ignore[arg-type]
+
+
+def test_the_package_exports_resolve_lazily_without_loading_torch() -> None:
+    code = """
+import sys, search
+from search import ObjectiveType, SearchSpace, ContinuousParameter
+assert "torch" not in sys.modules, "search's enums and spaces must not import torch"
+assert set(search.__all__) == set(search._HOMES)
+for name in search.__all__:
+    assert getattr(search, name).__name__ == name
+assert "torch" in sys.modules  # the Bayesian searcher did
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
