@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from matplotlib.image import imread
 
 from orchestrator.report.page import write_report
 from orchestrator.report.plots import STATE_COLOURS
+from orchestrator.store.job_dir import JobDir
 from orchestrator.store.ledger import Event, Ledger
 from orchestrator.trial.outcome import TrialState
 
@@ -37,9 +39,11 @@ SPEC = {
 
 
 def write_job(job_dir: Path, *, finished: int) -> None:
-    """`finished` trials that ended (completed, stopped, failed in turn) and one still running."""
+    """`finished` trials that ended (completed, stopped, failed in turn) and one still running,
+    under a live driver (this process: without one, a running trial is shown as cut off)."""
     job_dir.mkdir(parents=True)
     (job_dir / "spec.yaml").write_text(yaml.safe_dump(SPEC))
+    JobDir(path=job_dir).record_driver_pid(os.getpid())
     ledger = Ledger(job_dir=job_dir)
     ledger.append(Event.JOB_STARTED, run=1)
     for number in range(finished + 1):
