@@ -144,25 +144,41 @@ def _run(
         "TUNE_MAX_PENDING_TRIALS_PG": str(spec.max_parallel_jobs),
     }
     with process_settings(environment), ray_session(session), stop_signals(control.interrupt):
-        planner.capacity = check_cluster(spec)
-        run_number = sum(1 for e in ledger.events() if e["event"] == Event.JOB_STARTED.value) + 1
-        ledger.append(Event.JOB_STARTED, run=run_number, pid=os.getpid())
-        control.started = control.clock()
-        from orchestrator.tune.experiment import run_experiment, script_trainable
-
+        capacity = planner.capacity = check_cluster(spec)
         try:
-            run_experiment(
-                spec,
-                planner=planner,
-                control=control,
-                listeners=listeners,
-                run_number=run_number,
-                trainable=trainable or script_trainable(spec, job_dir),
-            )
-        except KeyboardInterrupt:  # interrupted twice: do not wait for the trials any more
-            control.interruption = control.interruption or "interrupted twice"
-        request = control.stop_request or StopRequest(reason="the driver ended")
-        _record_unfinished(planner, listeners, request)
+            _run_in_session(spec, job_dir, ledger, planner, control, listeners, trainable)
+        finally:
+            capacity.close()  # no call into Ray once it shuts down
+
+
+def _run_in_session(
+    spec: JobSpec,
+    job_dir: JobDir,
+    ledger: Ledger,
+    planner: TrialPlanner,
+    control: JobControl,
+    listeners: list[Listener],
+    trainable: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    """The job's run inside the Ray session: start, the Tune experiment, what Ray let go of."""
+    run_number = sum(1 for e in ledger.events() if e["event"] == Event.JOB_STARTED.value) + 1
+    ledger.append(Event.JOB_STARTED, run=run_number, pid=os.getpid())
+    control.started = control.clock()
+    from orchestrator.tune.experiment import run_experiment, script_trainable
+
+    try:
+        run_experiment(
+            spec,
+            planner=planner,
+            control=control,
+            listeners=listeners,
+            run_number=run_number,
+            trainable=trainable or script_trainable(spec, job_dir),
+        )
+    except KeyboardInterrupt:  # interrupted twice: do not wait for the trials any more
+        control.interruption = control.interruption or "interrupted twice"
+    request = control.stop_request or StopRequest(reason="the driver ended")
+    _record_unfinished(planner, listeners, request)
 
 
 def _record_unfinished(

@@ -205,18 +205,29 @@ def stop_signals(on_signal: Callable[[str], None]) -> Iterator[None]:
 
 class ClusterCapacity:
     """How many trials of the job's size the cluster can hold at once, from Ray's view of its
-    nodes (each node packed on its own), refreshed every `REFRESH_S` as nodes come and go."""
+    nodes (each node packed on its own), refreshed every `REFRESH_S` as nodes come and go.
+
+    The planner asks from the suggest-ahead thread too; `close()` (before Ray shuts down) waits
+    for a measurement in flight and makes later calls answer from the last one, because a call
+    into Ray after its shutdown ends the whole process."""
 
     REFRESH_S = 10.0
 
     def __init__(self, *, cpu: float, gpu: float) -> None:
         self.cpu, self.gpu = cpu, gpu
         self._value, self._at = 0, -math.inf
+        self._lock = threading.Lock()
+        self._closed = False
 
     def __call__(self) -> int:
-        if time.monotonic() - self._at >= self.REFRESH_S:
-            self._value, self._at = self._measure(), time.monotonic()
-        return self._value
+        with self._lock:
+            if not self._closed and time.monotonic() - self._at >= self.REFRESH_S:
+                self._value, self._at = self._measure(), time.monotonic()
+            return self._value
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
 
     def _measure(self) -> int:
         import ray
