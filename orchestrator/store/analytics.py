@@ -85,6 +85,23 @@ def describe_job(view: JobView, *, training_job_name: Namer = _trial_id) -> dict
         "CreationTime": utc_datetime(view.events[0]["time"]) if view.events else None,
         "CompletionReason": completion["reason"] if completion else None,
     }
+    config = description["HyperParameterTuningJobConfig"]
+    if spec.get("random_seed") is not None:
+        config["RandomSeed"] = spec["random_seed"]
+    max_runtime = (spec.get("completion_criteria") or {}).get("max_runtime_in_seconds")
+    if max_runtime is not None:
+        config["ResourceLimits"]["MaxRuntimeInSeconds"] = max_runtime
+    if spec.get("completion_criteria"):
+        config["TuningJobCompletionCriteria"] = _completion_criteria(spec["completion_criteria"])
+    warm_start = spec.get("warm_start_config")
+    if warm_start:
+        description["WarmStartConfig"] = {
+            "ParentHyperParameterTuningJobs": [
+                {"HyperParameterTuningJobName": Path(parent).name}
+                for parent in warm_start["parent_hyperparameter_tuning_jobs"]
+            ],
+            "WarmStartType": warm_start["warm_start_type"],
+        }
     best = view.best
     if best is not None:
         description["BestTrainingJob"] = training_job_summary(view, best, training_job_name)
@@ -94,6 +111,26 @@ def describe_job(view: JobView, *, training_job_name: Namer = _trial_id) -> dict
     if status is TuningJobStatus.FAILED:
         description["FailureReason"] = view.failure_reason
     return description
+
+
+def _completion_criteria(criteria: dict[str, Any]) -> dict[str, Any]:
+    """SageMaker's `TuningJobCompletionCriteria` from the job spec's section."""
+    shown: dict[str, Any] = {}
+    if criteria.get("target_objective_metric_value") is not None:
+        shown["TargetObjectiveMetricValue"] = criteria["target_objective_metric_value"]
+    not_improving = criteria.get("best_objective_not_improving") or {}
+    if not_improving.get("max_number_of_training_jobs_not_improving") is not None:
+        shown["BestObjectiveNotImproving"] = {
+            "MaxNumberOfTrainingJobsNotImproving": not_improving[
+                "max_number_of_training_jobs_not_improving"
+            ]
+        }
+    convergence = criteria.get("convergence_detected") or {}
+    if convergence.get("complete_on_convergence") is not None:
+        shown["ConvergenceDetected"] = {
+            "CompleteOnConvergence": convergence["complete_on_convergence"]
+        }
+    return shown
 
 
 def _status_counters(view: JobView) -> dict[str, int]:

@@ -1,0 +1,5 @@
+"""`orchestrator.sagemaker.pytorch`: SageMaker's `sagemaker.pytorch`."""
+
+from orchestrator.sagemaker.pytorch.estimator import PyTorch
+
+__all__ = ["PyTorch"]
