@@ -228,6 +228,6 @@ def _driver_flags(options: RunOptions) -> list[str]:
 def _driver_environment() -> dict[str, str]:
     """This environment, with this copy of openamt first on the path, so the driver runs the
     same code as the notebook even where openamt is not installed."""
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     path = os.environ.get("PYTHONPATH")
     return {**os.environ, "PYTHONPATH": root if not path else f"{root}{os.pathsep}{path}"}
