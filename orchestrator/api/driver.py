@@ -21,17 +21,19 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import OpenAMTError, TunerError, TuningJobFailedError, WaitTimeoutError
 from orchestrator.spec import JobSpec
 from orchestrator.store.analytics import describe_job
-from orchestrator.store.driver import running_driver_pid
+from orchestrator.store.driver import is_alive, running_driver_pid
 from orchestrator.store.job_dir import JobDir, file_mode
 from orchestrator.store.ledger import Event, read_events
 from orchestrator.store.view import JobView, TuningJobStatus, load_job_view
 from orchestrator.trial import function as function_trial
-from orchestrator.tune.runner import RunOptions, run_job
+
+if TYPE_CHECKING:  # the runner imports Ray and torch: seconds that `stop` or `attach` never need
+    from orchestrator.tune.runner import RunOptions
 
 POLL_INTERVAL_S = 0.5
 #: How long `stop()` waits for the driver beyond the job's grace period by default.
@@ -153,7 +155,10 @@ class TuningJob:
         with contextlib.suppress(ProcessLookupError):  # it may have finished meanwhile
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while self.driver_pid() is not None:
+        # The ledger records the end before the process has exited (Ray still shutting down):
+        # wait for both, so the caller may start the job again at once.
+        started = time.time()
+        while self.driver_pid() is not None or is_alive(pid, started_before=started):
             if time.monotonic() >= deadline:
                 raise TunerError(
                     f"job {self.name}: driver pid {pid} still running {timeout:g} s after SIGTERM"
@@ -196,6 +201,7 @@ def run_function_job(
     spec: JobSpec, fn: function_trial.TrainerFunction, options: RunOptions
 ) -> None:
     """Run a function trainer's job in this process (the function cannot leave it)."""
+    from orchestrator.tune.runner import run_job
     from orchestrator.tune.trainables import make_function_trainable
 
     launch = function_trial.FunctionLaunch(

@@ -43,7 +43,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.api.driver import TuningJob, run_function_job
 from orchestrator.api.trainers import FunctionTrainer, RecordedTrainer, ScriptTrainer, Trainer
@@ -53,7 +53,9 @@ from orchestrator.store.analytics import HyperparameterTuningJobAnalytics
 from orchestrator.store.job_dir import JobDir, write_atomic
 from orchestrator.store.view import load_job_view
 from orchestrator.trial import function as function_trial
-from orchestrator.tune.runner import RunOptions, run_job
+
+if TYPE_CHECKING:  # the runner imports Ray and torch; fit() imports it when it runs
+    from orchestrator.tune.runner import RunOptions
 
 #: Appended to `base_tuning_job_name`; seconds, so two fits a minute apart never collide.
 TIMESTAMP_FORMAT = "%y%m%d-%H%M%S"
@@ -148,6 +150,8 @@ class HyperparameterTuner:
         `training`). `run_options` is an `orchestrator.tune.runner.RunOptions` (Ray address,
         Prometheus port, progress display); with `wait=False` it becomes the driver's flags.
         """
+        from orchestrator.tune.runner import RunOptions, run_job
+
         options = run_options if run_options is not None else RunOptions()
         if not wait and isinstance(self.trainer, FunctionTrainer):
             raise TunerError(

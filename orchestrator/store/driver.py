@@ -21,15 +21,18 @@ def running_driver_pid(
     job_dir: JobDir, *, events: Sequence[dict[str, Any]] | None = None
 ) -> int | None:
     """The pid of the live driver of `job_dir`, or None."""
-    recorded = job_dir.recorded_driver_pids()
-    if not recorded:
-        return None
-    pid, written_at = recorded[0]
-    if not is_alive(pid, started_before=written_at):
+    # Newest first, and the first that lives: a second driver that lost the race for the lock
+    # may have overwritten `driver.pid` before it died, while the first still runs.
+    alive = [
+        pid
+        for pid, written_at in job_dir.recorded_driver_pids()
+        if is_alive(pid, started_before=written_at)
+    ]
+    if not alive:
         return None
     if events is None:
         events = read_events(job_dir.ledger_path)
-    return None if last_run_ended(events) else pid
+    return None if last_run_ended(events) else alive[0]
 
 
 def is_alive(pid: int, *, started_before: float) -> bool:
