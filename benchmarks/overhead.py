@@ -231,7 +231,8 @@ def _slot_breakdown(
         wait = files.hyperparameters.stat().st_mtime - started
         (first_waits if trial_id in first_wave else waits).append(wait)
         if trial_id in ends:
-            finishes.append(ends[trial_id]["time"] - files.log.stat().st_mtime)
+            log = files.attempt(ends[trial_id].get("attempt", 1)).log
+            finishes.append(ends[trial_id]["time"] - log.stat().st_mtime)
     process = [e["duration_s"] for e in ends.values() if e.get("duration_s") is not None]
     completion_times = sorted(e["time"] for e in ends.values())
     gaps = []
