@@ -237,7 +237,7 @@ def _tune_detached(args: argparse.Namespace, job_dir: Path, options: RunOptions)
     pid = job.driver_pid()
     if pid is None or not job.wait_until_running(pid, timeout=DETACH_TIMEOUT_S):
         if job.driver_pid() is None:  # it ended without starting a run; its status says why
-            exit_code = job._driver.returncode if job._driver is not None else None
+            exit_code = job.driver_exit_code()
             if exit_code == 0:  # a finished job: nothing left to run
                 console.print(f"job {job.name} has nothing left to run: {job.view().status_text}")
                 return EXIT_OK

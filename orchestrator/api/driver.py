@@ -101,6 +101,10 @@ class TuningJob:
             return pid if self._running_here else None
         return pid
 
+    def driver_exit_code(self) -> int | None:
+        """The exit status of the driver this object started, once it has exited; else None."""
+        return None if self._driver is None else self._driver.poll()
+
     def refuse_if_running(self) -> None:
         if self.job_dir.exists() and (pid := self.driver_pid()) is not None:
             raise TunerError(
