@@ -190,7 +190,7 @@ def test_stop_tuning_job_from_another_process_stops_its_trials_gracefully(projec
 def _trainers_of(job_dir: Path) -> list[int]:
     """Pids of processes still running in the job's trial directories."""
     found = []
-    for process in psutil.process_iter(["cwd", "cmdline"]):
+    for process in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(psutil.Error):
             if any(str(job_dir) in part for part in process.info["cmdline"] or []):
                 found.append(process.pid)

@@ -103,12 +103,16 @@ def test_what_a_wrapper_left_behind_ends_with_the_trainer(marker: str, wrapper: 
     assert wait_until(lambda: not marked(marker)), marked(marker)
 
 
-def test_everything_ends_within_seconds_when_the_worker_is_sigkilled(
-    marker: str, wrapper: Path
+def sigkill_a_worker_and_expect_nothing_left(
+    marker: str, wrapper: Path, *, preexec_fn: Callable[[], None] | None = None
 ) -> None:
+    """Start a supervised wrapped trainer from a worker stand-in, SIGKILL the worker, and
+    expect every process of the tree gone within 10 s."""
     repo = Path(__file__).resolve().parents[2]
     trainer = [str(wrapper), sys.executable, "-c", "import time; time.sleep(600)"]
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, *trainer], cwd=repo)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, *trainer], cwd=repo, preexec_fn=preexec_fn
+    )
     try:
         # the worker, the supervisor, the trainer and the setsid helper
         assert wait_until(lambda: len(marked(marker)) >= 4, timeout_s=30), marked(marker)
@@ -118,6 +122,12 @@ def test_everything_ends_within_seconds_when_the_worker_is_sigkilled(
     finally:
         worker.kill()
         worker.wait()
+
+
+def test_everything_ends_within_seconds_when_the_worker_is_sigkilled(
+    marker: str, wrapper: Path
+) -> None:
+    sigkill_a_worker_and_expect_nothing_left(marker, wrapper)
 
 
 def test_a_stop_reaches_every_descendant_and_the_trainer_may_finish(
@@ -255,17 +265,4 @@ def test_a_stop_and_a_worker_death_work_even_if_the_starter_blocked_the_signals(
     assert process.stdout.readline() == "ready\n"
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == -signal.SIGTERM
-
-    repo = Path(__file__).resolve().parents[2]
-    sleeper = [str(wrapper), sys.executable, "-c", "import time; time.sleep(600)"]
-    worker = subprocess.Popen(
-        [sys.executable, "-c", WORKER, *sleeper], cwd=repo, preexec_fn=block_stop_signals
-    )
-    try:
-        assert wait_until(lambda: len(marked(marker)) >= 4, timeout_s=30), marked(marker)
-        worker.kill()
-        worker.wait()
-        assert wait_until(lambda: not marked(marker), timeout_s=10), marked(marker)
-    finally:
-        worker.kill()
-        worker.wait()
+    sigkill_a_worker_and_expect_nothing_left(marker, wrapper, preexec_fn=block_stop_signals)
