@@ -2,7 +2,9 @@
 trainer starts outlives its trial, whichever way the trial ends.
 
 Run as `python -I -S supervisor.py PARENT_PID GRACE_S -- TRAINER ARGV...` (standard library only,
-no site-packages: it starts in about 10 ms). It
+no site-packages). Every trial pays for its start, so it imports only `os`, `time`, `ctypes` and
+the C module `_signal` (the `signal` wrapper and `contextlib` would cost 7 ms a trial, mostly
+`enum`; `benchmarks/launcher_cost.py` measures it). It
 
 * dies with the thread that started it: the kernel sends it SIGUSR2 when that thread or its
   process dies (PR_SET_PDEATHSIG), and it then SIGKILLs every descendant before it exits;
@@ -24,9 +26,8 @@ kernel has no prctl (not Linux) the guarantees above shrink to the trainer's pro
 
 from __future__ import annotations
 
-import contextlib
+import _signal as signal  # the C module under `signal`: the same calls, no enum import
 import os
-import signal
 import sys
 import time
 
@@ -81,8 +82,10 @@ def descendants(root: int) -> list[int]:
 
 def _signal_all(sig: int) -> None:
     for pid in descendants(os.getpid()):
-        with contextlib.suppress(OSError):
+        try:
             os.kill(pid, sig)
+        except OSError:
+            continue  # gone already
 
 
 class Supervisor:
