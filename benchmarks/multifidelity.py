@@ -58,6 +58,7 @@ COMPARED = (
     "bayesian",
     "hyperband-random",
     "hyperband-gp",
+    "hyperband-gp-ranks",
     "synetune-asha",
     "synetune-mobster",
     "synetune-bohb",
@@ -75,7 +76,7 @@ BOOTSTRAP = 1000
 
 
 #: Methods whose runs take minutes: their seeds are split over several interpreters.
-SLOW = ("hyperband-gp", "synetune-mobster")
+SLOW = ("hyperband-gp", "hyperband-gp-ranks", "synetune-mobster")
 SLOW_CHUNK = 3
 
 

@@ -277,8 +277,8 @@ METHODS: dict[str, tuple[Any, str]] = {
     "bayesian": (OpenamtBayesian, "main"),
     "hyperband-random": (lambda t, s: OpenamtHyperband(t, s, guided=False), "main"),
     "hyperband-gp": (lambda t, s: OpenamtHyperband(t, s, guided=True), "main"),
-    "hyperband-gp-raw": (
-        lambda t, s: OpenamtHyperband(t, s, guided=True, rung_scores=False),
+    "hyperband-gp-ranks": (
+        lambda t, s: OpenamtHyperband(t, s, guided=True, rung_scores=True),
         "main",
     ),
     "hyperband-gp-rung": (lambda t, s: OpenamtHyperband(t, s, guided=True, model="rung"), "main"),

@@ -252,6 +252,18 @@ def test_state_dict_round_trips_through_json_and_resumes_exactly() -> None:
     assert mine == theirs
 
 
+def test_a_restored_searcher_keeps_the_saved_value_model() -> None:
+    """A job saved under rank scores (the earlier default) resumes with rank scores."""
+    original = build(seed=3, initial_design_size=3, rung_scores=True)
+    for i in range(8):
+        run_trial(original, f"t{i}")
+    restored = build(seed=3, initial_design_size=3)  # today's default: raw values
+    restored.load_state_dict(json.loads(json.dumps(original.state_dict())))
+    assert restored.state_dict()["extra"]["options"]["rung_scores"] is True
+    for i in range(8, 11):
+        assert run_trial(restored, f"t{i}") == run_trial(original, f"t{i}")
+
+
 def test_reports_from_another_thread_while_suggest_runs_do_not_wait_for_it() -> None:
     searcher = build(initial_design_size=2)
     for i in range(8):
