@@ -122,7 +122,26 @@ def ray_session(options: SessionOptions) -> Iterator[None]:
         if discovery is not None:
             discovery.unlink(missing_ok=True)
         if started_here:
-            ray.shutdown()
+            _shutdown_without_stray_finalizers(ray)
+
+
+def _shutdown_without_stray_finalizers(ray: Any) -> None:
+    """`ray.shutdown()`, with no Ray handle finalised by a garbage collection in another thread
+    while it runs: Ray ends the whole process when any thread calls into its core worker
+    during or after the shutdown, and a collection started by any allocation (a log-following
+    thread's) runs the finalisers of the finished experiment's object refs and actor handles
+    in that thread. So the garbage is collected first, while Ray is up, and collections wait
+    until the shutdown is over."""
+    import gc
+
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        ray.shutdown()
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 #: Ray's switch for a node that serves only this machine: its address becomes loopback, and so
