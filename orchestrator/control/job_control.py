@@ -21,6 +21,7 @@ from orchestrator.control.events import TrialEvent, TrialFinished
 from orchestrator.control.planner import TrialPlanner
 from orchestrator.store.records import TrialRecord
 from orchestrator.trial.outcome import EndCause, StopRequest, TrialState
+from search.errors import TrialStateError
 from search.successive_halving import Decision
 
 log = logging.getLogger(__name__)
@@ -87,9 +88,16 @@ class JobControl:
         )
 
     def _successive_halving(self, trial_id: str, *, epoch: int, value: float) -> StopRequest | None:
-        if epoch < 1 or trial_id not in self.planner.searcher.pending:
+        """Asks the searcher straight away: its `report` never waits for a suggestion being
+        computed, whereas asking first whether the trial is pending would (Tune's event loop
+        then stalled for seconds per result while a GP was fitted)."""
+        if epoch < 1:
             return None
-        if self.planner.searcher.report(trial_id, epoch, value) is not Decision.STOP:
+        try:
+            decision = self.planner.searcher.report(trial_id, epoch, value)
+        except TrialStateError:  # not running in the searcher: already observed or forgotten
+            return None
+        if decision is not Decision.STOP:
             return None
         log.info("Hyperband stops %s at epoch %d (%.6g)", trial_id, epoch, value)
         return StopRequest(

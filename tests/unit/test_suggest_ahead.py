@@ -230,3 +230,40 @@ def test_nothing_is_computed_ahead_past_the_last_trial():
     assert len(ahead.compute_seconds) == 6  # no seventh suggestion, used or wasted
     assert next_trial_name("trial-0006", max_jobs=6) is None
     assert next_trial_name("trial-0005", max_jobs=6) == "trial-0006"
+
+
+def test_hyperband_stop_decisions_do_not_wait_for_a_suggestion_being_computed(tmp_path):
+    """Each epoch's result asks successive halving whether to stop; while the wrapper is busy
+    with a GP suggestion (its lock held), the answer must still come at once."""
+    from orchestrator.control.completion import CompletionRules
+    from orchestrator.control.job_control import JobControl
+
+    space = SearchSpace.from_config({**dict(SPACE.to_config()), "epochs": 9})
+    planner = TrialPlanner(
+        searcher=make_searcher("Hyperband", space, seed=1, max_resource=9),
+        ledger=Ledger(job_dir=tmp_path),
+        job_dir=JobDir(path=tmp_path),
+        max_jobs=8,
+        max_parallel_jobs=2,
+    )
+    control = JobControl(planner=planner, rules=CompletionRules(maximize=True), hyperband=True)
+    for _ in range(2):
+        planner.trial_started(planner.next_trial().trial_id)
+    first, second = planner.running
+    answers = []
+    with planner.searcher._lock:  # a suggestion is being computed in another thread
+        asker = threading.Thread(
+            target=lambda: answers.extend(
+                [
+                    control.should_stop_trial(first, epoch=1, value=0.9),
+                    control.should_stop_trial(second, epoch=1, value=0.1),
+                    control.should_stop_trial("trial-0099", epoch=1, value=0.5),
+                ]
+            )
+        )
+        asker.start()
+        asker.join(timeout=5)
+        assert not asker.is_alive(), "the stop decision waited for the suggestion"
+    assert answers[0] is None and answers[2] is None  # the better one goes on; unknown: no-op
+    assert answers[1] is not None and "Hyperband" in answers[1].reason
+    planner.close()
