@@ -139,6 +139,19 @@ class Searcher(abc.ABC):
             logger.info("trial %s reported %r; treating it as failed", trial_id, value)
         self._observations[trial_id] = (self._pending.pop(trial_id), stored)
 
+    def adopt(self, trial_id: str, config: Mapping[str, Any]) -> None:
+        """Make ``trial_id`` pending with ``config``: a suggestion of this searcher that ran
+        although its saved state does not know it (the driver died before the state was
+        written; the job's ledger has it). It counts as a suggestion, so the next one does
+        not draw the same random numbers again."""
+        if not isinstance(trial_id, str) or not trial_id:
+            raise TrialStateError(f"trial_id={trial_id!r} must be a non-empty string")
+        if trial_id in self._pending or trial_id in self._observations:
+            raise TrialStateError(f"trial_id={trial_id!r} is already known; cannot adopt it")
+        self._pending[trial_id] = MappingProxyType(self._space.normalize(config))
+        self._num_suggested += 1
+        self._publish_telemetry()
+
     def forget(self, trial_id: str) -> None:
         """Drop a pending trial without an observation (it was cancelled, or never ran)."""
         if trial_id not in self._pending:

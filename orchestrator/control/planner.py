@@ -7,9 +7,12 @@ them consistent in an order that survives a crash at any point:
 * start:  ledger `trial_started`, once the trial has its resources and runs
 * finish: ledger `trial_completed` -> searcher.observe -> save searcher state
 
-So the ledger never names a trial the saved searcher does not know, a suggestion that never got
-to run is forgotten on resume, and a completion the searcher missed is replayed from the ledger
-(`resume()`). Every end of an attempt is recorded once (`record_end`), whoever ended it.
+The ledger is written at once; the searcher state is written by a background thread, newest
+first (`LatestStateWriter`), so the saved state may lag the ledger by the last changes. Resume
+reconciles the two from the ledger: a started trial the saved searcher never heard of is
+adopted with its recorded configuration, a completion it missed is replayed, and a suggestion
+that never got to run is forgotten. Every end of an attempt is recorded once (`record_end`),
+whoever ended it.
 
 Order of work: retries of failed attempts first, then trials an earlier driver left unfinished,
 then new suggestions until `max_jobs` trials exist. A trial id is `trial-NNNN`, never reused.
@@ -32,6 +35,7 @@ from orchestrator.errors import OpenAMTError
 from orchestrator.store.job_dir import JobDir
 from orchestrator.store.ledger import Event, Ledger
 from orchestrator.store.records import TrialRecord, summarize_trials
+from orchestrator.store.state_writer import LatestStateWriter
 from orchestrator.store.stop_requests import request_stop
 from orchestrator.trial.outcome import EndCause, StopRequest, TrialEnd, TrialState
 from search import Searcher
@@ -85,6 +89,7 @@ class TrialPlanner:
         )
         self.ledger = ledger
         self.job_dir = job_dir
+        self._state_writer = LatestStateWriter(job_dir.save_searcher_state)
         self.max_jobs = max_jobs
         self.max_parallel_jobs = max_parallel_jobs
         self.max_retry_attempts = max_retry_attempts
@@ -113,15 +118,17 @@ class TrialPlanner:
             if is_completion and event.get("will_retry") and not event.get("interrupted"):
                 tid = event["trial_id"]
                 self._retries_used[tid] = self._retries_used.get(tid, 0) + 1
-        pending = dict(self.searcher.pending)
+        pending, observed = dict(self.searcher.pending), set(self.searcher.observations)
         for trial_id, record in trials.items():
+            if trial_id not in pending and trial_id not in observed:
+                # suggested and started, but the driver died before the state was written
+                self.searcher.adopt(trial_id, record.config)
+                pending[trial_id] = record.config
             if record.finished:
                 self._finished.add(trial_id)
                 if trial_id in pending:  # the crash came between ledger and searcher
                     self.searcher.observe(trial_id, _observable(record.state, record.objective))
                 continue
-            if trial_id not in pending and trial_id not in self.searcher.observations:
-                log.warning("trial %s is in the ledger but not in the searcher state", trial_id)
             if record.state is TrialState.RUNNING and not record.will_retry:
                 self._record_crash(record)  # the attempt was cut off by the driver's death
                 if record.crashes + 1 >= MAX_CRASHED_ATTEMPTS:
@@ -140,6 +147,7 @@ class TrialPlanner:
         known = list(trials) + list(self.searcher.observations)
         self._trial_count = max((_trial_number(t) for t in known), default=0)
         self._save_state()
+        self.flush_state()  # the job directory has a searcher state before any trial
 
     def _record_crash(self, record: TrialRecord) -> None:
         self.ledger.append(
@@ -381,9 +389,14 @@ class TrialPlanner:
                 self.searcher.forget(assignment.trial_id)
         self.assigned.clear()
         self._save_state()
+        self._state_writer.close()
+
+    def flush_state(self) -> None:
+        """Return once the searcher state on disk is the newest one (see the module docstring)."""
+        self._state_writer.flush()
 
     def _save_state(self) -> None:
-        self.job_dir.save_searcher_state(self.searcher.state_dict())
+        self._state_writer.submit(self.searcher.state_dict())
 
 
 def _observable(state: TrialState, objective: float | None) -> float | None:

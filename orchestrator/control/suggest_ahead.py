@@ -104,6 +104,12 @@ class SuggestAhead:
             self._searcher.forget(trial_id)
             self._snapshot = self._searcher.state_dict()
 
+    def adopt(self, trial_id: str, config: Config) -> None:
+        with self._lock:
+            self._catch_up()
+            self._searcher.adopt(trial_id, config)
+            self._snapshot = self._searcher.state_dict()
+
     def state_dict(self) -> dict[str, Any]:
         """The searcher's state now, or the last snapshot while a suggestion is computed."""
         if self._lock.acquire(blocking=False):

@@ -30,6 +30,7 @@ import enum
 import fcntl
 import json
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -251,12 +252,25 @@ class JobDir:
             handle.close()
 
 
+#: Writers of one path in one process take turns; a fixed set of locks, shared by hash.
+_WRITE_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+def _write_lock(path: Path) -> threading.Lock:
+    return _WRITE_LOCKS[hash(path) % len(_WRITE_LOCKS)]
+
+
 def write_atomic(path: Path, text: str, *, mode: int | None = None) -> None:
     """Write `text` to `path` via a temporary file, fsync and rename. The file gets `mode`
-    (default `file_mode()`), whatever the umask."""
+    (default `file_mode()`), whatever the umask. Threads writing the same path take turns
+    (they share its temporary file); other processes are kept out by the job's lock."""
     path = Path(path)
+    with _write_lock(path.absolute()):
+        _write_atomic(path, text, file_mode() if mode is None else mode)
+
+
+def _write_atomic(path: Path, text: str, mode: int) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    mode = file_mode() if mode is None else mode
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with open(fd, "w", encoding="utf-8") as handle:

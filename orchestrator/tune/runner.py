@@ -101,6 +101,9 @@ def run_job(
         listeners.insert(0, control.listener)
         try:
             _run(spec, job_dir, ledger, planner, control, listeners, options, trainable)
+        except BaseException:
+            _flush_quietly(planner)  # the state is written under the job's lock, never after
+            raise
         finally:
             close_listeners()
         if control.interruption is not None:
@@ -192,6 +195,14 @@ def _record_unfinished(
                 listener(TrialFinished(trial_id=trial_id, end=end, will_retry=False))
     except OSError as error:
         planner.fatal_error = planner.fatal_error or error
+
+
+def _flush_quietly(planner: TrialPlanner) -> None:
+    """Finish writing the searcher state on the way out of a crashed run, hiding nothing."""
+    try:
+        planner.flush_state()
+    except OSError as error:
+        log.warning("could not save the searcher state while stopping: %s", error)
 
 
 def _close_quietly(planner: TrialPlanner) -> None:

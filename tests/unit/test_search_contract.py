@@ -14,6 +14,7 @@ from search import (
     ObservationError,
     Searcher,
     SearchSpace,
+    SearchSpaceError,
     TrialStateError,
     make_searcher,
 )
@@ -169,6 +170,38 @@ def test_state_dict_round_trip_mid_run_gives_the_same_next_suggestions(strategy:
     assert dict(restored.observations) == dict(original.observations)
     assert run(restored, 4, start=100) == run(original, 4, start=100)
     assert restored.fallback_count == original.fallback_count
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_restored_searcher_that_adopts_lost_suggestions_goes_on_as_the_original(
+    strategy: str,
+) -> None:
+    """A driver that dies before saving its newest suggestions leaves them in the ledger
+    only; the restored searcher adopts them and must then suggest what the original would."""
+    original = build(strategy, seed=5)
+    run(original, 4)
+    state = json.loads(json.dumps(original.state_dict()))
+    lost = {t: original.suggest(t) for t in ("lost-1", "lost-2")}
+    restored = build(strategy, seed=5)
+    restored.load_state_dict(state)
+    for trial_id, config in lost.items():
+        restored.adopt(trial_id, config)
+    assert dict(restored.pending) == dict(original.pending)
+    for searcher in (original, restored):
+        searcher.observe("lost-1", objective(lost["lost-1"]))
+    assert run(restored, 3, start=100) == run(original, 3, start=100)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_adopt_refuses_known_trials_and_configs_outside_the_space(strategy: str) -> None:
+    searcher = build(strategy)
+    config = searcher.suggest("a")
+    with pytest.raises(TrialStateError, match="'a'.*already known"):
+        searcher.adopt("a", config)
+    outside = {**config, "layers": 99}
+    with pytest.raises(SearchSpaceError, match="outside the space"):
+        searcher.adopt("b", outside)
+    assert "b" not in searcher.pending
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

@@ -188,6 +188,7 @@ def test_resume_requeues_running_trials_and_replays_missed_observations(tmp_path
         Event.TRIAL_COMPLETED, trial_id=b.trial_id, attempt=1, status="Completed", objective=0.4
     )
     c = _start(planner)  # started, then the driver dies
+    planner.flush_state()  # a dead driver writes nothing after its successor starts
     del planner
 
     state_before["pending"].append([c.trial_id, dict(c.hyperparameters)])
@@ -206,6 +207,40 @@ def test_resume_requeues_running_trials_and_replays_missed_observations(tmp_path
     assert crashed[0]["reason"] == INTERRUPTED_REASON
 
 
+def test_resume_adopts_trials_the_saved_state_never_heard_of(tmp_path):
+    """The state is written in the background, so a driver may die with trials in the ledger
+    that its saved state lacks: one finished, one running. Resume takes both from the ledger."""
+    planner = _planner(tmp_path, max_jobs=4, parallel=2)
+    a = _start(planner)
+    state_before = planner.searcher.state_dict()  # the last state that reached the disk
+    b = _start(planner)
+    planner.record_end(a.trial_id, _done(0.9))
+    c = _start(planner)
+    planner.record_end(b.trial_id, _done(0.4))
+    planner.flush_state()  # a dead driver writes nothing after its successor starts
+    del planner
+
+    resumed = _planner(tmp_path, max_jobs=4, parallel=2, state=state_before)
+    resumed.resume()
+    observed = {t: v for t, (_, v) in resumed.searcher.observations.items()}
+    assert observed == {a.trial_id: 0.9, b.trial_id: 0.4}
+    assert resumed.searcher.observations[b.trial_id][0] == b.hyperparameters
+    again = _start(resumed)
+    assert (again.trial_id, again.attempt, again.hyperparameters) == (
+        c.trial_id,
+        2,
+        c.hyperparameters,
+    )
+    fresh = _start(resumed)
+    assert fresh.trial_id == "trial-0004"
+    tried = [a, b, c]
+    assert all(fresh.hyperparameters != t.hyperparameters for t in tried)
+    assert resumed.searcher.state_dict()["num_suggested"] == 4
+    resumed.close()
+    saved = resumed.job_dir.load_searcher_state()
+    assert [t for t, _ in saved["pending"]] == [c.trial_id, fresh.trial_id]
+
+
 def test_a_trial_that_keeps_taking_the_driver_down_is_not_restarted_forever(tmp_path):
     planner = _planner(tmp_path, max_jobs=2, parallel=1)
     victim = _start(planner)
@@ -216,6 +251,7 @@ def test_a_trial_that_keeps_taking_the_driver_down_is_not_restarted_forever(tmp_
         if crash < MAX_CRASHED_ATTEMPTS:
             again = _start(resumed)  # it starts, then the driver dies again
             assert (again.trial_id, again.attempt) == (victim.trial_id, crash + 1)
+        resumed.flush_state()
         state = resumed.searcher.state_dict()
     record = summarize_trials(resumed.ledger.events())[victim.trial_id]
     assert record.state is TrialState.FAILED and record.finished
