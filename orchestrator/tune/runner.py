@@ -102,12 +102,12 @@ def run_job(
         try:
             _run(spec, job_dir, ledger, planner, control, listeners, options, trainable)
         except BaseException:
-            _flush_quietly(planner)  # the state is written under the job's lock, never after
+            _quietly(planner.flush_state)  # the state is written under the job's lock, never after
             raise
         finally:
             close_listeners()
         if control.interruption is not None:
-            _close_quietly(planner)
+            _quietly(planner.close)
             ledger.append(
                 Event.JOB_INTERRUPTED,
                 finished=planner.finished_count,
@@ -118,7 +118,7 @@ def run_job(
                 f"finished and recorded in {job_dir.path}. Rerun the same command to resume."
             )
         if planner.fatal_error is not None:
-            _close_quietly(planner)
+            _quietly(planner.close)
             raise planner.fatal_error
         planner.close()
         return _finish(spec, job_dir, ledger, planner)
@@ -197,18 +197,11 @@ def _record_unfinished(
         planner.fatal_error = planner.fatal_error or error
 
 
-def _flush_quietly(planner: TrialPlanner) -> None:
-    """Finish writing the searcher state on the way out of a crashed run, hiding nothing."""
+def _quietly(save: Callable[[], None]) -> None:
+    """Save the searcher state on the way out of a failed run (`planner.close`, or
+    `planner.flush_state` after a crash); its own error must not hide the first."""
     try:
-        planner.flush_state()
-    except OSError as error:
-        log.warning("could not save the searcher state while stopping: %s", error)
-
-
-def _close_quietly(planner: TrialPlanner) -> None:
-    """Close the planner on the way out of a failed run; its own error must not hide the first."""
-    try:
-        planner.close()
+        save()
     except OSError as error:
         log.warning("could not save the searcher state while stopping: %s", error)
 
