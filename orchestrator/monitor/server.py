@@ -1,6 +1,8 @@
 """The HTTP server behind a job's `/metrics`: loopback only unless the user opts in.
 
 A taken port stops the job before any trial starts, rather than letting it run unobserved.
+The server checks for shutdown every `POLL_INTERVAL_S` (the standard library's 0.5 s would add
+a quarter of a second, on average, to the end of every job).
 """
 
 from __future__ import annotations
@@ -8,12 +10,13 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import socket
 import threading
 from types import TracebackType
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from orchestrator.monitor.exporter import ExporterError
 
@@ -23,6 +26,8 @@ log = logging.getLogger(__name__)
 # 8080, 10001, its metrics export port), Prometheus (9090) and Grafana (3000) leave it free.
 DEFAULT_METRICS_PORT = 9464
 _LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
+#: How often the serving thread checks whether it should stop.
+POLL_INTERVAL_S = 0.02
 
 
 class MetricsPortError(ExporterError):
@@ -81,7 +86,7 @@ def start_metrics_server(
             "loopback only unless you explicitly allow a public address"
         )
     try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
+        server, thread = _serve(registry, host=host, port=port)
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
             raise MetricsPortError(
@@ -102,6 +107,38 @@ def start_metrics_server(
             metrics_server.url,
         )
     return metrics_server
+
+
+def _serve(
+    registry: CollectorRegistry, *, host: str, port: int
+) -> tuple[WSGIServer, threading.Thread]:
+    """prometheus_client's WSGI server (a thread per scrape), on host's address family, served
+    from a daemon thread that polls for shutdown every `POLL_INTERVAL_S`."""
+    family, _, _, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    server = make_server(
+        address[0], port, make_wsgi_app(registry), Server, handler_class=_QuietHandler
+    )
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": POLL_INTERVAL_S},
+        name="openamt-metrics",
+        daemon=True,
+    )
+    thread.start()
+    return server, thread
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Scrapes are not logged: one every few seconds would drown the job's own log."""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib's name)
+        return
 
 
 def is_loopback(host: str) -> bool:

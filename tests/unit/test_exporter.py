@@ -6,6 +6,8 @@ import json
 import logging
 import re
 import socket
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -476,3 +478,25 @@ def test_grafana_provisioning_points_at_the_dashboard_and_prometheus() -> None:
     assert source["datasources"][0]["url"] == "http://127.0.0.1:9090"
     provider = yaml.safe_load((provisioning / "dashboards" / "openamt.yml").read_text())
     assert provider["providers"][0]["options"]["path"] == "${OPENAMT_GRAFANA_DASHBOARDS}"
+
+
+def test_server_serves_on_ipv6_loopback(registry: CollectorRegistry) -> None:
+    make_metrics(registry)
+    with start_metrics_server(registry=registry, host="::1", port=0) as server:
+        assert server.url == f"http://[::1]:{server.port}/metrics"
+        assert "openamt_trials_started_total" in fetch(server.url)
+
+
+def test_close_does_not_wait_out_a_long_poll(registry: CollectorRegistry) -> None:
+    """Every job closes its server on the way out; the standard library's 0.5 s shutdown poll
+    added 0.25 s on average to each (8 closes: about 2 s)."""
+    make_metrics(registry)
+    before = set(threading.enumerate())
+    servers = [start_metrics_server(registry=registry, port=0) for _ in range(8)]
+    serving = [t for t in threading.enumerate() if t not in before and t.name == "openamt-metrics"]
+    assert len(serving) == 8
+    started = time.perf_counter()
+    for server in servers:
+        server.close()
+    assert time.perf_counter() - started < 1.0
+    assert not any(thread.is_alive() for thread in serving)
