@@ -42,10 +42,10 @@ from orchestrator.trial.output import (
     OnMetric,
     StreamPump,
 )
+from orchestrator.trial.supervisors import SUPERVISOR, SupervisorPool
 
 __all__ = ["OnMetric", "TrialSetupError", "run_trial_process", "supervised_argv"]
 
-SUPERVISOR = Path(__file__).with_name("supervisor.py")
 _POLL_INTERVAL_S = 0.05
 # Once one of the trainer's output pipes has closed it is usually exiting: for a while, look for
 # its exit this often, so a slot frees within milliseconds rather than a whole poll interval.
@@ -84,6 +84,7 @@ def run_trial_process(
     grace_period_s: float = DEFAULT_GRACE_PERIOD_S,
     stop_requested: Callable[[], StopRequest | None] | None = None,
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
+    supervisors: SupervisorPool | None = None,
 ) -> TrialEnd:
     """Runs `argv` in `cwd` with exactly `env` and blocks until it ends; never leaves orphans.
 
@@ -109,16 +110,8 @@ def run_trial_process(
     with LogFile(log_path, max_bytes=max_log_bytes) as log:
         log.write(f"==== openamt {_utc_now()}: starting {shlex.join(argv)} ====\n")
         try:
-            process = subprocess.Popen(
-                supervised_argv(argv, grace_period_s=grace_period_s),
-                cwd=cwd,
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                close_fds=True,
-            )
+            process = _start(argv, cwd=cwd, env=env, grace_period_s=grace_period_s,
+                             supervisors=supervisors)  # fmt: skip
         except OSError as error:
             end = not_started(error, cwd=cwd, duration_s=time.monotonic() - started)
         else:
@@ -139,6 +132,29 @@ def run_trial_process(
     if log.error is not None:
         raise TrialError(f"could not write the trial log {log_path}: {log.error}") from log.error
     return end
+
+
+def _start(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    grace_period_s: float,
+    supervisors: SupervisorPool | None,
+) -> subprocess.Popen[bytes]:
+    """The trainer's supervisor, running `argv` in `cwd` with exactly `env`."""
+    if supervisors is not None and sys.platform.startswith("linux"):
+        return supervisors.launch(argv, cwd=cwd, env=env, grace_period_s=grace_period_s)
+    return subprocess.Popen(
+        supervised_argv(argv, grace_period_s=grace_period_s),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        close_fds=True,
+    )
 
 
 class _Supervision:

@@ -2,9 +2,12 @@
 trainer starts outlives its trial, whichever way the trial ends.
 
 Run as `python -I -S supervisor.py PARENT_PID GRACE_S -- TRAINER ARGV...` (standard library only,
-no site-packages). Every trial pays for its start, so it imports only `os`, `time`, `ctypes` and
-the C module `_signal` (the `signal` wrapper and `contextlib` would cost 7 ms a trial, mostly
-`enum`; `benchmarks/launcher_cost.py` measures it). It
+no site-packages), or started ahead of its trial as `supervisor.py PARENT_PID --await FD`: armed
+as below, it then reads the trial (JSON: argv, cwd, env, grace_s) from file descriptor FD up to
+its end, and exits quietly if none comes (`orchestrator.trial.supervisors`). A supervisor started
+for its trial is paid for by the trial, so it imports only `os`, `time`, `ctypes` and the C
+module `_signal` (the `signal` wrapper and `contextlib` would cost 7 ms a trial, mostly `enum`;
+`benchmarks/launcher_cost.py` measures it). It
 
 * dies with the thread that started it: the kernel sends it SIGUSR2 when that thread or its
   process dies (PR_SET_PDEATHSIG), and it then SIGKILLs every descendant before it exits;
@@ -113,7 +116,8 @@ class Supervisor:
         _signal_all(signal.SIGKILL)
         os._exit(128 + signal.SIGKILL)
 
-    def start(self, argv: list[str]) -> None:
+    def start(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        """Fork the trainer: `argv` with `env` (this process's own environment if None)."""
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the trainer
@@ -126,7 +130,9 @@ class Supervisor:
                 _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
                 if os.getppid() != parent:  # the supervisor died before the signal was armed
                     os._exit(EXIT_CANNOT_RUN)
-                os.execvp(argv[0], argv)
+                if env is None:
+                    os.execvp(argv[0], argv)
+                os.execvpe(argv[0], argv, env)
             except OSError as error:
                 os.write(2, f"openamt: cannot run {argv[0]}: {error.strerror}\n".encode())
             os._exit(EXIT_CANNOT_RUN)
@@ -166,11 +172,25 @@ def exit_like(status: int) -> None:
 
 
 def main(argv: list[str]) -> None:
+    if len(argv) == 3 and argv[1] == "--await":
+        _run_awaited(expected_parent=int(argv[0]), fd=int(argv[2]))
     expected_parent, grace_s, separator, *trainer = argv
     if separator != "--" or not trainer:
-        sys.stderr.write("usage: supervisor.py PARENT_PID GRACE_S -- TRAINER ARGV...\n")
+        sys.stderr.write(
+            "usage: supervisor.py PARENT_PID GRACE_S -- TRAINER ARGV...\n"
+            "       supervisor.py PARENT_PID --await FD\n"
+        )
         os._exit(2)
     supervisor = Supervisor(grace_s=float(grace_s))
+    _arm(supervisor, expected_parent=int(expected_parent))
+    if supervisor.stopping:  # stopped before the trainer started: it never starts
+        os._exit(128 + signal.SIGTERM)
+    supervisor.start(trainer)
+    exit_like(supervisor.run())
+
+
+def _arm(supervisor: Supervisor, *, expected_parent: int) -> None:
+    """Signal handlers, the parent-death signal and the subreaper flag, before any trainer."""
     signal.signal(signal.SIGUSR2, supervisor.on_parent_death)
     signal.signal(signal.SIGTERM, supervisor.on_stop)
     signal.signal(signal.SIGINT, supervisor.on_stop)
@@ -179,12 +199,34 @@ def main(argv: list[str]) -> None:
     # must not leave us deaf to the parent-death signal or to a stop.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
     _prctl(PR_SET_PDEATHSIG, signal.SIGUSR2)
-    if os.getppid() != int(expected_parent):  # the parent died before the signal was armed
+    if os.getppid() != expected_parent:  # the parent died before the signal was armed
         os.kill(os.getpid(), signal.SIGKILL)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    if supervisor.stopping:  # stopped before the trainer started: it never starts
+
+
+def _run_awaited(*, expected_parent: int, fd: int) -> None:
+    """A supervisor started ahead of its trial: arm, wait for the trial on `fd`, run it."""
+    import json  # before the wait, so the trial does not pay for it
+
+    supervisor = Supervisor(grace_s=0.0)
+    _arm(supervisor, expected_parent=expected_parent)
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    os.close(fd)
+    if not chunks:  # the pool let this spare go unused
+        os._exit(0)
+    launch = json.loads(b"".join(chunks))
+    supervisor.grace_s = float(launch["grace_s"])
+    if supervisor.stopping:
         os._exit(128 + signal.SIGTERM)
-    supervisor.start(trainer)
+    argv = launch["argv"]
+    try:
+        os.chdir(launch["cwd"])
+    except OSError as error:
+        os.write(2, f"openamt: cannot run {argv[0]}: {launch['cwd']}: {error.strerror}\n".encode())
+        os._exit(EXIT_CANNOT_RUN)
+    supervisor.start(argv, env=launch["env"])
     exit_like(supervisor.run())
 
 

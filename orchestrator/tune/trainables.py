@@ -46,6 +46,7 @@ from orchestrator.trial.outcome import (
 )
 from orchestrator.trial.process import run_trial_process
 from orchestrator.trial.script_env import build_argv, build_training_env
+from orchestrator.trial.supervisors import WORKER_POOL
 
 #: A trainer may print metrics faster than anyone can use them; Tune (and so the ledger and the
 #: stopping rules) gets at most one report per trial this often, each with the latest value and
@@ -140,6 +141,7 @@ def _run_script_attempt(
         grace_period_s=launch.grace_period_s,
         stop_requested=stop_requested,
         max_log_bytes=launch.max_log_bytes,
+        supervisors=WORKER_POOL,  # the next trial's supervisor starts while this one runs
     )
 
 

@@ -46,6 +46,13 @@ def _wait_until(condition, *, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout} s waiting until {what}")
 
 
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _marked(job_dir: Path, trial_id: str) -> list[psutil.Process]:
     """Living processes that carry the trial's marker (its id and job in their environment)."""
     marker = {"OPENAMT_TRIAL_ID": trial_id, "OPENAMT_JOB_DIR": str(job_dir)}
@@ -173,19 +180,24 @@ def test_no_descendant_survives_the_ray_worker_being_sigkilled(tmp_path):
 
     spec = JobSpec.from_mapping(job, base_dir=tmp_path)
     killed: list[int] = []
+    supervisors: list[psutil.Process] = []
 
     def kill_the_worker() -> None:
         log = attempt_files(spec.job_dir, "trial-0001").log
         _wait_until(lambda: log.exists() and "setsid helper" in log.read_text(), timeout=120,
                     what="the trainer started its setsid helper")  # fmt: skip
-        _wait_until(lambda: len(_marked(spec.job_dir, "trial-0001")) >= 4, timeout=30,
-                    what="supervisor, wrapper's helper, trainer and its helper run")  # fmt: skip
-        supervisor = next(
+        _wait_until(lambda: len(_marked(spec.job_dir, "trial-0001")) >= 3, timeout=30,
+                    what="the wrapper's helper, the trainer and its helper run")  # fmt: skip
+        # The supervisor was started ahead of the trial, with the worker's environment: it is
+        # found as the trainer's ancestor (all of the trial's processes are its descendants).
+        trainer = next(
             p
             for p in _marked(spec.job_dir, "trial-0001")
-            if "supervisor.py" in " ".join(p.cmdline())
+            if "standin_trainer.py" in " ".join(p.cmdline())
         )
+        supervisor = next(p for p in trainer.parents() if "supervisor.py" in " ".join(p.cmdline()))
         worker = supervisor.parent()
+        supervisors.append(supervisor)
         killed.append(worker.pid)
         worker.send_signal(signal.SIGKILL)
 
@@ -198,6 +210,7 @@ def test_no_descendant_survives_the_ray_worker_being_sigkilled(tmp_path):
     assert record.state is TrialState.FAILED and "was lost" in record.reason
     _wait_until(lambda: not _marked(spec.job_dir, "trial-0001"), timeout=10,
                 what="every process of the trial is gone")  # fmt: skip
+    _wait_until(lambda: not _alive(supervisors[0]), timeout=10, what="the supervisor ended")
 
 
 # -- 4. NaN never reaches a stopping rule, and such a job resumes ---------------------------------

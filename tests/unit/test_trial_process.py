@@ -27,6 +27,7 @@ from orchestrator.spec import MetricDefinition
 from orchestrator.trial.outcome import EndCause, StopRequest, TrialEnd, TrialState
 from orchestrator.trial.process import TrialSetupError, run_trial_process
 from orchestrator.trial.script_env import build_argv
+from orchestrator.trial.supervisors import SupervisorPool
 
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = REPO / "tests" / "fixtures" / "standin_trainer.py"
@@ -52,7 +53,8 @@ DEFAULT_FINAL = standin.final_accuracy(x=0.5, y=0.5, opt="sgd", layers=2)
 class Trial:
     """Runs the stand-in (or any argv) in a temporary trial directory and records metrics."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, supervisors: SupervisorPool | None = None) -> None:
+        self.supervisors = supervisors
         self.dir = tmp_path
         self.log_path = tmp_path / "trial" / "log.txt"
         self.model_dir = tmp_path / "model"
@@ -73,6 +75,7 @@ class Trial:
             "metric_definitions": DEFINITIONS,
             "objective_metric_name": OBJECTIVE,
             "on_metric": self.on_metric,
+            "supervisors": self.supervisors,
         }
         arguments.update(kwargs)
         return run_trial_process(**arguments)
@@ -92,9 +95,19 @@ class Trial:
         return int(found.group(1))
 
 
-@pytest.fixture
-def trial(tmp_path: Path) -> Trial:
-    return Trial(tmp_path)
+@pytest.fixture(params=["started-for-the-trial", "started-ahead"])
+def trial(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Trial]:
+    """Every test runs twice: with a supervisor started for the trial, and with one a
+    `SupervisorPool` started ahead (as Ray workers do); the pool closes before the check that
+    nothing was left behind."""
+    if request.param == "started-for-the-trial":
+        yield Trial(tmp_path)
+        return
+    pool = SupervisorPool()
+    try:
+        yield Trial(tmp_path, pool)
+    finally:
+        pool.close()
 
 
 def live_members(pgid: int) -> list[psutil.Process]:
@@ -478,6 +491,7 @@ import sys
 from pathlib import Path
 from orchestrator.spec import MetricDefinition
 from orchestrator.trial.process import run_trial_process
+from orchestrator.trial.supervisors import SupervisorPool
 
 run_trial_process(
     argv=[sys.executable, sys.argv[1], "--hang", "1"],
@@ -486,13 +500,17 @@ run_trial_process(
     log_path=Path(sys.argv[2]),
     metric_definitions=[MetricDefinition.model_validate({"Name": "a", "Regex": "accuracy=(.+)"})],
     objective_metric_name="a",
+    supervisors=SupervisorPool() if sys.argv[3] == "started-ahead" else None,
 )
 """
 
 
-def test_trainer_dies_when_the_worker_running_it_is_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("supervisor", ["started-for-the-trial", "started-ahead"])
+def test_trainer_dies_when_the_worker_running_it_is_killed(tmp_path: Path, supervisor: str) -> None:
     log_path = tmp_path / "log.txt"
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(STANDIN), str(log_path)], cwd=REPO)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(STANDIN), str(log_path), supervisor], cwd=REPO
+    )
     try:
         # Starting Python and the worker's imports may take a while on a cold, busy machine.
         started = wait_until(
