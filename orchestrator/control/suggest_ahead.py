@@ -7,11 +7,16 @@ matter, for trials of a few seconds it dominates. `SuggestAhead` wraps the job's
 * While suggestions are cheap next to trials (mean suggestion time below `AHEAD_THRESHOLD`
   of the mean trial time), or only one trial runs at a time, every suggestion is computed
   when asked for, with every result known by then: nothing changes.
-* Otherwise, right after handing out trial N it starts computing trial N+1's suggestion in a
-  background thread, with all running trials as pending points (the searcher spreads
-  parallel suggestions that way anyway). When trial N+1 is asked for, the suggestion is
-  ready. The price: it does not know the result that freed the slot — the usual trade of
-  asynchronous Bayesian optimisation, taken only when waiting would cost more.
+* Otherwise, after handing out trial N it computes trial N+1's suggestion in a background
+  thread, with all running trials as pending points (the searcher spreads parallel
+  suggestions that way anyway). When trial N+1 is asked for, the suggestion is ready. The
+  price: it does not know the result that freed the slot — the usual trade of asynchronous
+  Bayesian optimisation, taken only when waiting would cost more.
+* The computation waits `START_QUIET_S` first (less when the next slot is expected to free
+  sooner, and not at all once trial N+1 is asked for): trial N's trainer is starting then,
+  and on a machine with few cores a GP fitted at the same moment slows that start and the
+  driver's bookkeeping of it. On 2 cores, with 1-s trials, starting at once cost each trial
+  about 20 ms (`benchmarks/overhead.py`).
 
 One lock serialises every call into the searcher, which is not thread-safe, but the driver's
 event loop never waits for it just to record a result: while a suggestion is being computed,
@@ -40,6 +45,8 @@ from search.successive_halving import Decision
 AHEAD_THRESHOLD = 0.02
 #: Weight of the newest sample in the running means of suggestion and trial times.
 SMOOTHING = 0.2
+#: How long a background suggestion waits for the trial just handed out to start.
+START_QUIET_S = 0.2
 
 Config = dict[str, Any]
 
@@ -48,14 +55,23 @@ class SuggestAhead:
     """A searcher wrapper (the planner's `SearcherLike`) that may suggest one trial ahead."""
 
     def __init__(
-        self, searcher: Searcher, *, successor: Callable[[str], str | None], max_parallel_jobs: int
+        self,
+        searcher: Searcher,
+        *,
+        successor: Callable[[str], str | None],
+        max_parallel_jobs: int,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock` times trials (from hand-out to result), which sets when to run ahead."""
         self._searcher = searcher
         self._successor = successor
         self._may_run_ahead = max_parallel_jobs > 1
+        self._max_parallel_jobs = max(1, max_parallel_jobs)
+        self._clock = clock
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._ahead: tuple[str, Future[Config | None]] | None = None
+        self._start_now = threading.Event()  # ends the quiet wait of the computation ahead
         self._deferred: deque[tuple[str, float | None]] = deque()  # observations to apply
         self._snapshot: dict[str, Any] = searcher.state_dict()
         self._handed_out_at: dict[str, float] = {}
@@ -67,11 +83,18 @@ class SuggestAhead:
     def __getstate__(self) -> dict[str, Any]:
         """Ray pickles the search algorithm with its experiment; a copy starts idle (no lock
         held, no background work): only this driver's instance suggests."""
-        return {**self.__dict__, "_lock": None, "_executor": None, "_ahead": None}
+        return {
+            **self.__dict__,
+            "_lock": None,
+            "_executor": None,
+            "_ahead": None,
+            "_start_now": None,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._start_now = threading.Event()
 
     # -- the searcher's interface ---------------------------------------------------------
     def suggest(self, trial_id: str) -> Config | None:
@@ -79,7 +102,7 @@ class SuggestAhead:
         if config is _NOT_AHEAD:
             config = self._compute(trial_id)
         if config is not None:
-            self._handed_out_at[trial_id] = time.monotonic()
+            self._handed_out_at[trial_id] = self._clock()
             next_id = self._successor(trial_id)  # None: no trial will follow
             if next_id is not None and self.running_ahead:
                 self._start_ahead(next_id)
@@ -89,7 +112,7 @@ class SuggestAhead:
         """Record the result now, or as soon as a background computation lets go."""
         started = self._handed_out_at.pop(trial_id, None)
         if started is not None:
-            self._mean_trial_s = _smoothed(self._mean_trial_s, time.monotonic() - started)
+            self._mean_trial_s = _smoothed(self._mean_trial_s, self._clock() - started)
         self._deferred.append((trial_id, value))
         if self._lock.acquire(blocking=False):
             try:
@@ -153,6 +176,7 @@ class SuggestAhead:
     def settle(self) -> None:
         """Wait until a background suggestion, if one is being computed, is ready."""
         if self._ahead is not None:
+            self._start_now.set()
             self._ahead[1].exception()  # waits; an error stays for the next `suggest`
 
     def close(self) -> None:
@@ -160,6 +184,7 @@ class SuggestAhead:
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
             trial_id, future = ahead
+            self._start_now.set()
             if future.result() is not None:
                 self.forget(trial_id)
         if self._executor is not None:
@@ -172,6 +197,7 @@ class SuggestAhead:
         if ahead is None:
             return _NOT_AHEAD
         ahead_id, future = ahead
+        self._start_now.set()
         config = future.result()  # re-raises what the background computation raised
         if ahead_id == trial_id:
             self.prefetched += 1
@@ -183,7 +209,19 @@ class SuggestAhead:
     def _start_ahead(self, trial_id: str) -> None:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suggest-ahead")
-        self._ahead = (trial_id, self._executor.submit(self._compute, trial_id))
+        self._start_now.clear()
+        quiet_s = 0.0
+        if self._mean_trial_s is not None and self._mean_suggest_s is not None:
+            quiet_s = quiet_before_suggesting(
+                mean_trial_s=self._mean_trial_s,
+                mean_suggest_s=self._mean_suggest_s,
+                parallel=self._max_parallel_jobs,
+            )
+        self._ahead = (trial_id, self._executor.submit(self._compute_after, quiet_s, trial_id))
+
+    def _compute_after(self, quiet_s: float, trial_id: str) -> Config | None:
+        self._start_now.wait(quiet_s)
+        return self._compute(trial_id)
 
     def _compute(self, trial_id: str) -> Config | None:
         with self._lock:
@@ -206,6 +244,14 @@ class SuggestAhead:
 
 
 _NOT_AHEAD = object()
+
+
+def quiet_before_suggesting(*, mean_trial_s: float, mean_suggest_s: float, parallel: int) -> float:
+    """`START_QUIET_S`, shortened so that the suggestion is still ready when the next slot is
+    expected to free (running trials end every mean trial time / parallel trials, on average),
+    with the suggestion's own mean time counted twice for safety."""
+    headroom = mean_trial_s / max(1, parallel) - 2 * mean_suggest_s
+    return min(START_QUIET_S, max(0.0, headroom))
 
 
 def _smoothed(mean: float | None, sample: float) -> float:

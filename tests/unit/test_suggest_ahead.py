@@ -11,7 +11,7 @@ import pytest
 from ray import cloudpickle
 
 from orchestrator.control.planner import TrialPlanner, next_trial_name
-from orchestrator.control.suggest_ahead import SuggestAhead
+from orchestrator.control.suggest_ahead import START_QUIET_S, SuggestAhead, quiet_before_suggesting
 from orchestrator.store.job_dir import JobDir
 from orchestrator.store.ledger import Ledger
 from orchestrator.trial.outcome import TrialEnd, TrialState
@@ -267,3 +267,69 @@ def test_hyperband_stop_decisions_do_not_wait_for_a_suggestion_being_computed(tm
     assert answers[0] is None and answers[2] is None  # the better one goes on; unknown: no-op
     assert answers[1] is not None and "Hyperband" in answers[1].reason
     planner.close()
+
+
+class _SteppingClock:
+    """Each reading is a second after the last: the stand-in trials take about 3 s."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def _timed_bayesian(calls: list[float]) -> BayesianSearcher:
+    """A real searcher whose GP fits record when they begin, and take 0.1 s at least, so that
+    suggestions cost more than 2% of the trials and are computed ahead."""
+
+    def fitter(*args, **kwargs):
+        calls.append(time.monotonic())
+        time.sleep(0.1)
+        return fit_gp(*args, **kwargs)
+
+    return BayesianSearcher(space=SPACE, seed=1, initial_design_size=3, model_fitter=fitter)
+
+
+def test_the_suggestion_ahead_waits_while_the_trial_just_handed_out_starts():
+    calls: list[float] = []
+    ahead = SuggestAhead(
+        _timed_bayesian(calls),
+        successor=next_trial_name,
+        max_parallel_jobs=2,
+        clock=_SteppingClock(),
+    )
+    _run_instant_trials(ahead, 6)
+    assert ahead.running_ahead
+    ahead.settle()
+    fits = len(calls)
+    handed_out = time.monotonic()
+    ahead.suggest("trial-0007")  # trial-0008 is computed ahead, after the quiet wait
+    give_up = time.monotonic() + 30
+    while len(calls) == fits and time.monotonic() < give_up:  # (settle() would end the wait)
+        time.sleep(0.01)
+    assert len(calls) > fits
+    assert calls[-1] - handed_out >= START_QUIET_S
+    ahead.suggest("trial-0008")
+    asked = time.monotonic()
+    ahead.suggest("trial-0009")  # asked at once: the wait ends, trial-0009 is computed now
+    assert calls[-1] - asked < START_QUIET_S
+    ahead.close()
+
+
+@pytest.mark.parametrize(
+    ("mean_trial_s", "mean_suggest_s", "parallel", "quiet_s"),
+    [
+        (600.0, 0.1, 8, START_QUIET_S),  # long trials: the whole wait
+        (1.0, 0.1, 2, START_QUIET_S),  # a slot frees every 0.5 s: 0.3 s to spare
+        (1.0, 0.2, 4, 0.0),  # a slot frees every 0.25 s: no time to spare
+        (0.5, 0.05, 2, 0.15),  # 0.25 s per slot, 0.1 s for the suggestion
+    ],
+)
+def test_the_quiet_wait_leaves_time_to_finish_before_the_next_slot_frees(
+    mean_trial_s, mean_suggest_s, parallel, quiet_s
+):
+    assert quiet_before_suggesting(
+        mean_trial_s=mean_trial_s, mean_suggest_s=mean_suggest_s, parallel=parallel
+    ) == pytest.approx(quiet_s)
