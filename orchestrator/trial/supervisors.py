@@ -90,6 +90,9 @@ class SupervisorPool:
         (a missing working directory raises the same `OSError`); returns the supervisor."""
         _check_directory(cwd)
         spare = self._take()
+        if spare.process.poll() is not None:  # it died waiting (killed from outside): replace it
+            spare.discard()
+            spare = self._take()
         return spare.send(
             {"argv": list(argv), "cwd": str(cwd), "env": dict(env), "grace_s": grace_period_s}
         )

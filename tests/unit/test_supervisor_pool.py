@@ -74,6 +74,16 @@ def test_the_next_trial_runs_under_the_supervisor_started_during_this_one(
     assert (pid, out, status) == (waiting, "second\n", 0)
 
 
+def test_a_spare_killed_while_it_waits_is_replaced(pool: SupervisorPool) -> None:
+    run(pool, [sys.executable, "-c", "pass"])
+    assert wait_until(lambda: len(spares()) == 1)
+    killed = spares()[0]
+    killed.kill()
+    killed.wait(timeout=10)
+    pid, out, status = run(pool, [sys.executable, "-c", "print('ran')"])
+    assert (out, status) == ("ran\n", 0) and pid != killed.pid
+
+
 def test_the_trainer_gets_exactly_the_directory_environment_and_arguments_given(
     pool: SupervisorPool, tmp_path: Path
 ) -> None:
