@@ -466,7 +466,7 @@ def train(settings: Settings) -> float:
         print(
             f"[Epoch {epoch}] validation: accuracy={accuracy:.6f} "
             f"training: accuracy={result.train_accuracy:.6f} loss={result.train_loss:.6f} "
-            f"time={result.seconds:.2f}s images/s={result.images / result.seconds:.1f}",
+            f"time={result.seconds:.4f}s images/s={result.images / result.seconds:.1f}",
             flush=True,
         )
         if accuracy > best:

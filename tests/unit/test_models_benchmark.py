@@ -94,9 +94,10 @@ def test_tiny_cpu_run_reports_throughput_together_and_where_the_time_went(
     runs = summary["runs"]
     assert summary["trials_per_gpu"] == trials and len(runs) == trials
     assert all(run["epochs"] == 2 and run["final_accuracy"] > 0.3 for run in runs)
-    # 8 batches of 64, two epochs: the footer's count, or time x rate from MXNet's lines
+    # 8 batches of 64, two epochs: the footer's count, or time x rate from MXNet's lines (time
+    # to 0.1 ms and rate to 0.1 image/s, so within 1% even for an epoch of 20 ms)
     exact = trainer == "torch"
-    assert all(run["images"] == pytest.approx(2 * 512, rel=0 if exact else 0.02) for run in runs)
+    assert all(run["images"] == pytest.approx(2 * 512, rel=0 if exact else 0.01) for run in runs)
     span = max(r["last_epoch_end"] for r in runs) - min(r["first_epoch_start"] for r in runs)
     assert summary["together_span_seconds"] == pytest.approx(span)
     together = sum(r["images"] for r in runs) / span
