@@ -22,7 +22,8 @@ from search import (
     TrialStateError,
     make_searcher,
 )
-from search.hyperband import HyperbandSearcher
+from search.hyperband import RANDOM_STREAM, HyperbandSearcher, _generator
+from search.sampling import sobol_point
 from search.successive_halving import Decision
 
 
@@ -194,6 +195,27 @@ def test_guided_configurations_beat_random_ones_on_the_same_budget() -> None:
     guided = [best(True, seed) for seed in range(2)]
     random = [best(False, seed) for seed in range(2)]
     assert min(guided) > 0.94 > max(random), (guided, random)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_the_guided_initial_design_is_a_sobol_sequence_and_random_stays_uniform(seed) -> None:
+    """The first 8 configs of a guided searcher are a scrambled Sobol net: each half of each
+    dimension gets exactly 4 of them, which 8 uniform draws rarely manage in all 3 at once."""
+    cube = SearchSpace({name: ContinuousParameter(0.0, 1.0) for name in "abc"})
+
+    def first_configs(guided: bool) -> list[dict]:
+        searcher = make_searcher(
+            "Hyperband", cube, seed=seed, max_resource=9, guided=guided, initial_design_size=8
+        )
+        return [searcher.suggest(f"t{i}") for i in range(8)]
+
+    guided = first_configs(True)
+    assert guided == [cube.from_unit(sobol_point(cube, seed=seed, index=i)) for i in range(8)]
+    for name in "abc":
+        assert sum(config[name] < 0.5 for config in guided) == 4, (name, guided)
+    # Random Hyperband: independent uniform draws, one seeded stream per suggestion.
+    uniform = [cube.from_unit(_generator(seed, RANDOM_STREAM, i).random(3)) for i in range(8)]
+    assert first_configs(False) == uniform != guided
 
 
 def test_the_model_learns_from_stopped_and_running_trials() -> None:
