@@ -72,10 +72,11 @@ def test_hyperband_runs_fewer_epochs_than_the_same_job_without_it(tmp_path):
     assert _epochs_run(full_spec) == 81
     # Successive halving's saving, on random configurations (SageMaker's Hyperband): 30 and 52
     # epochs in two runs on a loaded machine (the order results arrive in moves it). A guided
-    # searcher proposes better and better configurations, which rightly pass more rungs (53
-    # and 61 in the same runs), so its saving depends on how well it learns; it must still
-    # stop some.
-    for selection, most_epochs in (("Random", 81 * 0.8), ("Bayesian", 81 - 1)):
+    # searcher proposes better and better configurations, which rightly pass more rungs, so
+    # nothing need stop when its first ones come in rising order (seed 3 does: all 81 epochs).
+    # Seed 0's Sobol design starts with final accuracies 0.87, 0.73, 0.43: the third starts
+    # once a slot frees, after both others reported at rung 1, so it is always stopped there.
+    for selection, seed, most_epochs in (("Random", 3, 81 * 0.8), ("Bayesian", 0, 81 - 1)):
         (tmp_path / selection).mkdir()
         hb_spec, hyperband = _run(
             tmp_path / selection,
@@ -85,7 +86,7 @@ def test_hyperband_runs_fewer_epochs_than_the_same_job_without_it(tmp_path):
                 "max_resource": 9,
                 "configuration_selection": selection,
             },
-            **common,
+            **(common | {"random_seed": seed}),
         )
         assert _epochs_run(hb_spec) < most_epochs, selection
         assert any(t.state is TrialState.STOPPED for t in hyperband.trials.values()), selection
