@@ -5,7 +5,9 @@ optuna-tpe (``TPESampler(multivariate=True, constant_liar=True)``), optuna-gp
 (``GPSampler``, ``deterministic_objective=True`` on noise-free problems), hebo (HEBO 0.3.6
 defaults), synetune-botorch (Syne Tune's ``BoTorchSearcher``) and botorch (a plain
 BoTorch loop). Settings: ``30x2`` (30 trials in synchronous batches of 2) and ``32x8``
-(32 trials, batches of 8). Problems and their kinds: ``benchmarks/hpo/problems.py``.
+(32 trials, batches of 8), and for openamt alone ``30x2-async`` and ``32x8-async``, the same
+budgets with each trial started as soon as a slot frees (``benchmarks/hpo/runner.py``).
+Problems and their kinds: ``benchmarks/hpo/problems.py``.
 Scores (``benchmarks/hpo/scoring.py``): Bayesmark's 100 x (1 - normalised regret) against
 the optimum and random median frozen in ``benchmarks/hpo/references.json``; comparisons
 are paired per seed, with 95% t-intervals.
@@ -35,10 +37,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.hpo.methods import METHODS  # noqa: E402
+from benchmarks.hpo.methods import ASYNCHRONOUS, METHODS  # noqa: E402
 from benchmarks.hpo.problems import PROBLEMS  # noqa: E402
 from benchmarks.hpo.report import render  # noqa: E402
-from benchmarks.hpo.runner import SETTINGS, init_worker, run_task  # noqa: E402
+from benchmarks.hpo.runner import ASYNC_SETTINGS, SETTINGS, init_worker, run_task  # noqa: E402
 from benchmarks.hpo.scoring import (  # noqa: E402
     REFERENCES_PATH,
     freeze_references,
@@ -91,7 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 10)")
     parser.add_argument("--problems", nargs="*", default=None, choices=list(PROBLEMS))
     parser.add_argument("--methods", nargs="*", default=None, choices=list(METHODS))
-    parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument(
+        "--settings",
+        nargs="*",
+        default=list(SETTINGS),
+        choices=list(SETTINGS | ASYNC_SETTINGS),
+        help="default: the synchronous ones; the -async ones run only " + ", ".join(ASYNCHRONOUS),
+    )
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--out", type=Path, default=None, help="JSONL of runs (appended)")
     parser.add_argument("--report", type=Path, default=None, help="only report this JSONL")
@@ -108,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds or (2 if args.quick else 10)
     problems = args.problems or (QUICK_PROBLEMS if args.quick else list(PROBLEMS))
     methods = args.methods or list(METHODS)
+    asynchronous = [s for s in args.settings if s in ASYNC_SETTINGS]
+    batch_only = [m for m in methods if m not in ASYNCHRONOUS]
+    if asynchronous and args.methods and batch_only:
+        parser.error(
+            f"--methods {' '.join(batch_only)} with --settings {' '.join(asynchronous)}: "
+            f"asynchronous settings run only {', '.join(ASYNCHRONOUS)}"
+        )
     done = (
         {(r["problem"], r["method"], r["setting"], r["seed"]) for r in read_runs(args.out)}
         if args.out
@@ -119,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in args.settings
         for p in problems
         for m in methods
-        if (p, m, s, seed) not in done
+        if (p, m, s, seed) not in done and (s in SETTINGS or m in ASYNCHRONOUS)
     ]
     # Seed by seed, so an interrupted run leaves every method with the same seeds.
     tasks.sort(key=lambda t: (t[3], COST_ORDER.index(t[1]) if t[1] in COST_ORDER else 99))

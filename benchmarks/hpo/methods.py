@@ -46,6 +46,16 @@ class Method(abc.ABC):
     def tell(self, results: Sequence[tuple[Config, float | None]]) -> None:
         """The values of the last batch, in ask order (None: the trainer crashed)."""
 
+    def ask_one(self) -> tuple[str, Config] | None:
+        """One config to evaluate while the earlier ones asked for still run, with a token
+        for ``tell_one``; None when the method has nothing left to suggest. Only methods
+        that run asynchronously (``ASYNCHRONOUS``) have it."""
+        raise NotImplementedError(f"{type(self).__name__} runs synchronous batches only")
+
+    def tell_one(self, token: str, value: float | None) -> None:
+        """The value of the config ``ask_one`` returned with ``token``."""
+        raise NotImplementedError(f"{type(self).__name__} runs synchronous batches only")
+
     def telemetry(self) -> SearchTelemetry | None:
         """openamt's counters (fallbacks, NaN picks, timings); None for peers."""
         return None
@@ -77,6 +87,15 @@ class OpenAMT(Method):
         for trial_id, (_, value) in zip(self._ids, results, strict=True):
             self._searcher.observe(trial_id, value)
         self._ids = []
+
+    def ask_one(self) -> tuple[str, Config] | None:
+        trial_id = f"t{self._count}"
+        self._count += 1
+        config = self._searcher.suggest(trial_id)
+        return None if config is None else (trial_id, config)
+
+    def tell_one(self, token: str, value: float | None) -> None:
+        self._searcher.observe(token, value)
 
     def telemetry(self) -> SearchTelemetry:
         return self._searcher.telemetry()
@@ -340,6 +359,9 @@ def build(name: str, space_config: dict[str, Any], *, seed: int, deterministic: 
         return PlainBoTorch(space_config, **common)
     raise ValueError(f"method={name!r} is not one of {METHODS}")
 
+
+#: The methods that take the asynchronous settings (``ask_one`` and ``tell_one``).
+ASYNCHRONOUS = ("openamt", "random")
 
 METHODS = (
     "openamt",

@@ -6,7 +6,7 @@ from typing import Any
 
 from benchmarks.hpo.methods import METHODS
 from benchmarks.hpo.problems import PROBLEMS
-from benchmarks.hpo.runner import SETTINGS
+from benchmarks.hpo.runner import ASYNC_SETTINGS, SETTINGS
 from benchmarks.hpo.scoring import mean, paired, scores_by
 
 OURS = "openamt"
@@ -15,7 +15,7 @@ OURS = "openamt"
 def render(runs: list[dict[str, Any]], references: dict[str, dict[str, Any]]) -> tuple[str, bool]:
     table = scores_by(runs, references)
     lines: list[str] = []
-    for setting in SETTINGS:
+    for setting in SETTINGS | ASYNC_SETTINGS:
         problems = [p for p in PROBLEMS if (setting, p) in table]
         if problems:
             lines += _setting_section(setting, problems, table)
@@ -89,22 +89,40 @@ def _per_seed_means(
     return {s: mean(table[(setting, p)][method][s] for p in problems) for s in seeds}
 
 
+#: ``(two in parallel, eight in parallel)`` setting pairs whose difference is reported.
+PARALLEL_PAIRS = (("30x2", "32x8"), ("30x2-async", "32x8-async"), ("30x2", "32x8-async"))
+
+
 def _parallel_penalty(table: dict[tuple[str, str], dict[str, dict[int, float]]]) -> list[str]:
-    """openamt at 30x2 minus openamt at 32x8, paired by problem and seed."""
-    two, eight = {}, {}
-    for (setting, problem), cells in table.items():
-        for seed, value in cells.get(OURS, {}).items():
-            {"30x2": two, "32x8": eight}[setting][(problem, seed)] = value
-    keys = {k: i for i, k in enumerate(sorted(set(two) & set(eight)))}
-    if len(keys) < 2:
-        return []
-    comparison = paired(
-        {i: two[k] for k, i in keys.items()}, {i: eight[k] for k, i in keys.items()}
-    )
-    return [
-        "",
-        f"{OURS} 30x2 - 32x8, paired over {comparison.n} (problem, seed) pairs: {comparison}",
-    ]
+    """openamt at 2 in parallel minus openamt at 8, paired by problem and seed, for each
+    pair of settings that both ran."""
+    lines = []
+    for two_setting, eight_setting in PARALLEL_PAIRS:
+        two = _ours_by_problem_and_seed(table, two_setting)
+        eight = _ours_by_problem_and_seed(table, eight_setting)
+        keys = {k: i for i, k in enumerate(sorted(set(two) & set(eight)))}
+        if len(keys) < 2:
+            continue
+        comparison = paired(
+            {i: two[k] for k, i in keys.items()}, {i: eight[k] for k, i in keys.items()}
+        )
+        lines += [
+            "",
+            f"{OURS} {two_setting} - {eight_setting}, paired over {comparison.n} "
+            f"(problem, seed) pairs: {comparison}",
+        ]
+    return lines
+
+
+def _ours_by_problem_and_seed(
+    table: dict[tuple[str, str], dict[str, dict[int, float]]], setting: str
+) -> dict[tuple[str, int], float]:
+    return {
+        (problem, seed): value
+        for (name, problem), cells in table.items()
+        if name == setting
+        for seed, value in cells.get(OURS, {}).items()
+    }
 
 
 def _failures(runs: list[dict[str, Any]]) -> list[str]:
