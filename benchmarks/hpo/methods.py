@@ -74,9 +74,7 @@ class OpenAMT(Method):
     def ask(self, count: int) -> list[Config]:
         configs = []
         for _ in range(count):
-            trial_id = f"t{self._count}"
-            self._count += 1
-            config = self._searcher.suggest(trial_id)
+            trial_id, config = self._suggest_next()
             if config is None:
                 break
             self._ids.append(trial_id)
@@ -89,10 +87,14 @@ class OpenAMT(Method):
         self._ids = []
 
     def ask_one(self) -> tuple[str, Config] | None:
+        trial_id, config = self._suggest_next()
+        return None if config is None else (trial_id, config)
+
+    def _suggest_next(self) -> tuple[str, Config | None]:
+        """The next trial id and the searcher's suggestion for it (None: nothing left)."""
         trial_id = f"t{self._count}"
         self._count += 1
-        config = self._searcher.suggest(trial_id)
-        return None if config is None else (trial_id, config)
+        return trial_id, self._searcher.suggest(trial_id)
 
     def tell_one(self, token: str, value: float | None) -> None:
         self._searcher.observe(token, value)

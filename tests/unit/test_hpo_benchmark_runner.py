@@ -68,7 +68,7 @@ def test_synchronous_batches_see_whole_batches_only():
     assert method.asks == [(0, 0), (0, 8), (0, 16), (0, 24)]
 
 
-def test_a_run_is_reproducible_and_records_values_in_start_order():
+def test_a_run_is_reproducible_and_picks_its_best_observation():
     first = run_task(("branin", "random", "30x2-async", 5))
     again = run_task(("branin", "random", "30x2-async", 5))
     assert first["observed"] == again["observed"]
