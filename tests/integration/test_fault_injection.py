@@ -164,9 +164,10 @@ class MetricsPoller:
     """Scrapes a job's /metrics in the background while the job runs (the server closes when
     `run_job` returns), keeping the largest value seen of each sample."""
 
-    def __init__(self, *, port: int) -> None:
+    def __init__(self, *, port: int, publish_to: Path | None = None) -> None:
         self.url = f"http://127.0.0.1:{port}/metrics"
         self.largest: dict[str, float] = {}
+        self.publish_to = publish_to  # where trainers can read what has been seen so far
         self.scrapes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -192,6 +193,10 @@ class MetricsPoller:
                 for sample in family.samples:
                     previous = self.largest.get(sample.name, -math.inf)
                     self.largest[sample.name] = max(previous, sample.value)
+            if self.publish_to is not None:
+                staged = self.publish_to.with_suffix(".tmp")
+                staged.write_text(json.dumps(self.largest))
+                staged.replace(self.publish_to)
             self._stop.wait(0.1)
 
 
@@ -552,16 +557,34 @@ def test_constant_objectives_in_a_tiny_space_never_repeat_a_point(tmp_path):
 
 
 HUGE_OBJECTIVE_TRAINER = """
-import sys
+import json, os, sys, time
+from pathlib import Path
 args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
 # Values near the largest double overflow the GP's standardisation: the fit cannot succeed.
 print(f"validation: accuracy={1.7e308 * float(args['--x']) * float(args['--y'])!r}", flush=True)
+# Stay until the test's scraper has seen this trial start: the gauge of fallbacks is set with
+# each trial's start, so the last value is scraped before the job ends and its server closes.
+markers, seen = Path(MARKERS), Path(SCRAPED)
+(markers / str(os.getpid())).touch()
+started = len(list(markers.iterdir()))
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    scraped = json.loads(seen.read_text()) if seen.exists() else {}
+    if scraped.get("openamt_trials_started_total", 0) >= started:
+        break
+    time.sleep(0.05)
 """
 
 
 def test_a_gp_that_cannot_be_fitted_falls_back_to_random_and_counts_it(tmp_path, caplog):
     script = tmp_path / "huge_objective_trainer.py"
-    script.write_text(HUGE_OBJECTIVE_TRAINER)
+    markers, seen = tmp_path / "started", tmp_path / "scraped.json"
+    markers.mkdir()
+    script.write_text(
+        HUGE_OBJECTIVE_TRAINER.replace("MARKERS", repr(str(markers))).replace(
+            "SCRAPED", repr(str(seen))
+        )
+    )
     port = _free_port()
     spec = standin_spec(
         tmp_path,
@@ -571,7 +594,8 @@ def test_a_gp_that_cannot_be_fitted_falls_back_to_random_and_counts_it(tmp_path,
         metric_definitions=[{"Name": OBJECTIVE, "Regex": r"validation: accuracy=([-+0-9.eE]+)"}],
         max_jobs=8,
     )
-    with caplog.at_level("WARNING", logger="search.bayesian"), MetricsPoller(port=port) as poller:
+    poller = MetricsPoller(port=port, publish_to=seen)
+    with caplog.at_level("WARNING", logger="search.bayesian"), poller:
         result = run_job(spec, RunOptions(show_progress=False, metrics_port=port))
 
     assert result.reason == "MaxNumberOfTrainingJobsReached"
