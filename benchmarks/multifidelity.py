@@ -76,7 +76,7 @@ BOOTSTRAP = 1000
 
 
 #: Methods whose runs take minutes: their seeds are split over several interpreters.
-SLOW = ("hyperband-gp", "hyperband-gp-ranks", "synetune-mobster")
+SLOW = ("hyperband-gp", "hyperband-gp-ranks", "hyperband-gp-brackets", "synetune-mobster")
 SLOW_CHUNK = 3
 
 

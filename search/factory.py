@@ -39,6 +39,7 @@ _OPTIONS: dict[type[Searcher], frozenset[str]] = {
             "min_resource",
             "max_resource",
             "reduction_factor",
+            "brackets",
             "guided",
             "initial_design_size",
             "max_model_points",

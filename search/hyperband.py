@@ -24,6 +24,14 @@ parallelism cells, see benchmarks/RESULTS.md). With ``guided=False`` every confi
 uniform random draw (SageMaker's Hyperband). Modelling failures make that one suggestion
 random, counted in ``fallback_count``.
 
+A finite space can run out of untried configurations long before the job's budget does,
+with most of them stopped at the first rung, where a single noisy value decides. The search
+then runs stopped configurations again, each in the bracket that first judges it one rung
+above the one that stopped it (the choice by the model at the target resource, or at
+random), as synchronous Hyperband samples a configuration afresh in each of its brackets.
+A configuration stopped at the last rung below ``max_resource`` runs again in the last
+bracket, which trains it in full; the search ends once every configuration has completed.
+
 Randomness for suggestion ``n`` comes from ``(seed, stream, n)``, so a restored searcher
 continues exactly; nothing touches global random state, thread counts or warning filters.
 """
@@ -90,6 +98,8 @@ class HyperbandSearcher(Searcher):
     min_resource, max_resource: the first rung and the full budget, in the unit the
         trainer reports (epochs); ``hyperband_strategy_config`` in the job file.
     reduction_factor: ``eta``; about ``1/eta`` of the trials pass each rung (default 3).
+    brackets: how many Hyperband brackets, each starting at a higher rung (default 1: ASHA);
+        see ``successive_halving``.
     guided: GP-guided configurations (default) or uniform random ones.
     initial_design_size: Sobol configurations before the model takes over, reduced by
         the finite prior observations (default ``max(5, d + 1)``).
@@ -116,6 +126,7 @@ class HyperbandSearcher(Searcher):
         min_resource: int = 1,
         max_resource: int | None = None,
         reduction_factor: int = 3,
+        brackets: int = 1,
         guided: bool = True,
         initial_design_size: int | None = None,
         max_model_points: int = 300,
@@ -138,6 +149,7 @@ class HyperbandSearcher(Searcher):
             min_resource=min_resource,
             max_resource=max_resource,
             reduction_factor=reduction_factor,
+            brackets=brackets,
         )
         if not isinstance(guided, bool):
             raise SearcherOptionError(f"guided={guided!r} must be True or False")
@@ -212,6 +224,17 @@ class HyperbandSearcher(Searcher):
         """Wall seconds of each model-based suggestion (random ones are not timed)."""
         return tuple(self._suggest_seconds)
 
+    def bracket(self, trial_id: str) -> int | None:
+        """The Hyperband bracket of a trial that has reported (0 unless ``brackets`` > 1)."""
+        with self._report_lock:
+            return self._halving.bracket(trial_id)
+
+    def stopped_at(self, trial_id: str) -> int | None:
+        """The index in ``levels`` of the rung that stopped a trial on its value (None if
+        it was not stopped that way)."""
+        with self._report_lock:
+            return self._halving.stopped_at(trial_id)
+
     def decision(self, trial_id: str) -> Decision | None:
         """The final decision about a trial (STOP or COMPLETE), None while it may go on."""
         return self._halving.decision(trial_id)
@@ -230,6 +253,10 @@ class HyperbandSearcher(Searcher):
         stored = _finite(value, field=f"value of trial {trial_id!r} at resource {resource}")
         judged = None if stored is None else self._to_maximize(stored)
         with self._report_lock:
+            if self._halving.bracket(trial_id) is None:
+                bracket = self._rerun_bracket(self.space.key(self.pending[trial_id]))
+                if bracket is not None:
+                    self._halving.assign(trial_id, bracket)
             self._reports.setdefault(trial_id, []).append((resource, stored))
             return self._halving.report(trial_id, resource, judged)
 
@@ -237,7 +264,7 @@ class HyperbandSearcher(Searcher):
     def _propose(self, trial_id: str, index: int) -> Config | None:
         seen = self._seen_keys()
         if self.space.size is not None and len(seen) >= self.space.size:
-            return None
+            return self._rerun(trial_id, index)
         if not self._guided:
             return self._random_config(seen, index)
         finite_priors = sum(v is not None for _, v in self.prior_observations)
@@ -264,10 +291,72 @@ class HyperbandSearcher(Searcher):
         self._suggest_seconds.append(time.perf_counter() - start)
         return config if config is not None else self._random_config(seen, index)
 
+    def _rerun(self, trial_id: str, index: int) -> Config | None:
+        """A stopped configuration to run again, once the space has none left untried."""
+        with self._report_lock:
+            rerunnable = self._rerunnable()
+            points = self._training_points()
+        if not rerunnable:
+            return None
+        configs = [rerunnable[key] for key in sorted(rerunnable)]
+        rng = self._random_generator(index)
+        if not self._guided or len({round(v, 12) for *_, v in points if v is not None}) < 2:
+            return dict(configs[int(rng.integers(len(configs)))])
+        units = np.array([self.space.to_unit(c) for c in configs])
+        try:
+            config = self._model_proposal(points, set(), index, candidates=units)
+        except RECOVERABLE_ERRORS as error:
+            self._fallback_count += 1
+            logger.warning(
+                "Hyperband suggestion %d for trial %s (a rerun) fell back to random (%s: %s)",
+                index,
+                trial_id,
+                type(error).__name__,
+                error,
+            )
+            return dict(configs[int(rng.integers(len(configs)))])
+        return config
+
+    def _rerunnable(self) -> dict[tuple[int, ...], Mapping[str, Any]]:
+        """Configurations (by key) that may run again: every trial of them was stopped on
+        its value (not as non-finite), none completed, none is running."""
+        top = len(self.levels) - 1
+        configs: dict[tuple[int, ...], Mapping[str, Any]] = {}
+        stops: dict[tuple[int, ...], list[int | None]] = {}
+        for trial_id, (config, _) in self.observations.items():
+            key = self.space.key(config)
+            configs[key] = config
+            stops.setdefault(key, []).append(self._halving.stopped_at(trial_id))
+        excluded = {self.space.key(c) for c in self.pending.values()} | {
+            self.space.key(c) for c, _ in self.prior_observations
+        }
+        return {
+            key: configs[key]
+            for key, rungs in stops.items()
+            if key not in excluded
+            and all(r is not None for r in rungs)
+            and max(r for r in rungs if r is not None) < top
+        }
+
+    def _rerun_bracket(self, key: Any) -> int | None:
+        """For a configuration run before, the bracket one rung above where it stopped."""
+        stops = [
+            self._halving.stopped_at(t)
+            for t, (config, _) in self.observations.items()
+            if self.space.key(config) == key
+        ]
+        rungs = [r for r in stops if r is not None]
+        return max(rungs) + 1 if rungs else None
+
     def _model_proposal(
-        self, points: list[tuple[Mapping[str, Any], int, float | None]], seen: set, index: int
+        self,
+        points: list[tuple[Mapping[str, Any], int, float | None]],
+        seen: set,
+        index: int,
+        candidates: np.ndarray | None = None,
     ) -> Config | None:
-        """Fit the GP to the rung results and maximise log EI at the target resource."""
+        """Fit the GP to the rung results and maximise log EI at the target resource (over
+        ``candidates``, unit points, if given)."""
         target_resource = self._target_resource(points)
         target = multi_fidelity_gp.fidelity(target_resource, self._max_resource)
         if self._model == "rung":
@@ -293,13 +382,15 @@ class HyperbandSearcher(Searcher):
         predictor = plain.with_pending(_at(np.array(pending), target) if pending else x[:0])
         rng = _generator(self.seed, CANDIDATE_STREAM, index)
         anchors = incumbents[np.argsort(-incumbent_mean, kind="stable")[:LOCAL_ANCHORS]]
-        candidates = self._candidate_points(seen, anchors, rng)
+        fixed = candidates is not None
+        if candidates is None:
+            candidates = self._candidate_points(seen, anchors, rng)
         if len(candidates) == 0:
             return None
         scores = multi_fidelity_gp.log_expected_improvement(
             *predictor.predict(_at(candidates, target)), best
         )
-        if self.space.size is None or self.space.size > MAX_ENUMERATED_CONFIGS:
+        if not fixed and (self.space.size is None or self.space.size > MAX_ENUMERATED_CONFIGS):
             # A second, finer look around the most promising candidates.
             top = candidates[np.argsort(-scores, kind="stable")[:LOCAL_ANCHORS]]
             local = self._snap(_perturb(top, (0.01, 0.03), LOCAL_COPIES, rng), seen)
@@ -458,6 +549,7 @@ class HyperbandSearcher(Searcher):
         expected = self._options()
         if isinstance(options.get("rung_scores"), bool):  # a modelling choice: the saved one
             expected["rung_scores"] = options["rung_scores"]
+        options.setdefault("brackets", 1)  # saved before brackets existed: one bracket
         if options != expected:
             raise StateDictError(
                 f"Hyperband state options {options!r} do not match this searcher's "
@@ -480,6 +572,7 @@ class HyperbandSearcher(Searcher):
             "min_resource": self._min_resource,
             "max_resource": self._max_resource,
             "reduction_factor": self.reduction_factor,
+            "brackets": self._halving.brackets,
             "guided": self._guided,
             "rung_scores": self._rung_scores,
             "model": self._model,

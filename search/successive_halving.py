@@ -14,6 +14,14 @@ and is never recorded, so it cannot make other trials look good. A trial reachin
 ``max_resource`` is complete. Decisions are final: a trial told to stop stays stopped even
 if more reports arrive while it shuts down gracefully.
 
+With ``brackets=B`` above 1 this is asynchronous Hyperband: bracket ``b`` (0 to ``B - 1``)
+starts judging at ``levels[b]`` and keeps its own rung records, so trials in a later bracket
+are never stopped on the noisy first rungs. This hedges against configurations that start
+slowly and finish best (a low learning rate under a decaying schedule), which single-bracket
+ASHA stops first. Each new trial joins the bracket furthest below its share; the shares are
+synchronous Hyperband's trial counts, ``eta**k / (k + 1)`` for a bracket judged at ``k``
+rungs below ``max_resource``, so every bracket spends about the same resource.
+
 Plain Python, no randomness: the state is the recorded values, saved as JSON.
 """
 
@@ -21,7 +29,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from search.errors import SearcherOptionError, StateDictError, TrialStateError
@@ -54,12 +62,30 @@ def rung_levels(min_resource: int, max_resource: int, reduction_factor: int) -> 
 class AsyncSuccessiveHalving:
     """The ASHA stopping rule over values where larger is better; see the module docstring."""
 
-    def __init__(self, *, min_resource: int, max_resource: int, reduction_factor: int = 3) -> None:
+    def __init__(
+        self,
+        *,
+        min_resource: int,
+        max_resource: int,
+        reduction_factor: int = 3,
+        brackets: int = 1,
+    ) -> None:
         self._levels = rung_levels(min_resource, max_resource, reduction_factor)
         self._eta = reduction_factor
-        #: level -> {trial_id: value}, in recording order.
-        self._rungs: dict[int, dict[str, float]] = {level: {} for level in self._levels}
-        #: trial_id -> how many rung levels it has passed (been judged at).
+        if isinstance(brackets, bool) or not isinstance(brackets, int):
+            raise SearcherOptionError(f"brackets={brackets!r} must be an integer")
+        if not 1 <= brackets <= len(self._levels):
+            raise SearcherOptionError(
+                f"brackets={brackets!r} must be between 1 and {len(self._levels)}, the number "
+                f"of rung levels {list(self._levels)}"
+            )
+        self._brackets = brackets
+        #: bracket -> level -> {trial_id: value}, in recording order. Every bracket exists,
+        #: so that ``assign`` can place a trial above the ``brackets`` new trials join.
+        self._rungs = _empty_rungs(self._levels)
+        #: trial_id -> its bracket, from its first report.
+        self._bracket_of: dict[str, int] = {}
+        #: trial_id -> how many of its bracket's rung levels it has passed (been judged at).
         self._passed: dict[str, int] = {}
         #: trial_id -> its final decision (STOP or COMPLETE).
         self._final: dict[str, Decision] = {}
@@ -72,9 +98,43 @@ class AsyncSuccessiveHalving:
     def reduction_factor(self) -> int:
         return self._eta
 
+    @property
+    def brackets(self) -> int:
+        return self._brackets
+
     def rung(self, level: int) -> Mapping[str, float]:
-        """The values recorded at rung ``level``: ``{trial_id: value}``."""
-        return dict(self._rungs[level])
+        """The values recorded at rung ``level`` in every bracket: ``{trial_id: value}``."""
+        return {t: v for rungs in self._rungs if level in rungs for t, v in rungs[level].items()}
+
+    def bracket(self, trial_id: str) -> int | None:
+        """The bracket ``trial_id`` joined at its first report (None before it)."""
+        return self._bracket_of.get(trial_id)
+
+    def assign(self, trial_id: str, bracket: int) -> None:
+        """Place a trial that has not reported yet in ``bracket`` (any of ``0`` to
+        ``len(levels) - 1``) instead of the one it would join: a configuration run again
+        after a stop goes where it is first judged above the rung that stopped it."""
+        if trial_id in self._bracket_of:
+            raise TrialStateError(f"trial_id={trial_id!r} has reported; its bracket is fixed")
+        if isinstance(bracket, bool) or not isinstance(bracket, int):
+            raise TrialStateError(f"bracket={bracket!r} must be an integer")
+        if not 0 <= bracket < len(self._levels):
+            raise TrialStateError(
+                f"bracket={bracket!r} must be between 0 and {len(self._levels) - 1}"
+            )
+        self._bracket_of[trial_id] = bracket
+
+    def stopped_at(self, trial_id: str) -> int | None:
+        """The index in ``levels`` of the rung that stopped ``trial_id`` on its value, None
+        if it was not stopped that way (running, complete, or stopped as non-finite)."""
+        if self._final.get(trial_id) is not Decision.STOP:
+            return None
+        bracket = self._bracket_of[trial_id]
+        judged = self._passed[trial_id]
+        level = self._levels[bracket + judged - 1] if judged else None
+        if level is None or trial_id not in self._rungs[bracket][level]:
+            return None
+        return bracket + judged - 1
 
     def decision(self, trial_id: str) -> Decision | None:
         """The final decision about ``trial_id`` (STOP, COMPLETE), or None while it runs."""
@@ -85,19 +145,23 @@ class AsyncSuccessiveHalving:
         ``resource``, at every rung level it reaches for the first time."""
         if trial_id in self._final:
             return self._final[trial_id]
+        if trial_id not in self._bracket_of:
+            self._bracket_of[trial_id] = self._next_bracket()
+        rungs = self._rungs[self._bracket_of[trial_id]]
+        levels = list(rungs)
         passed = self._passed.get(trial_id, 0)
         decision = Decision.CONTINUE
-        while passed < len(self._levels) and resource >= self._levels[passed]:
-            level = self._levels[passed]
+        while passed < len(levels) and resource >= levels[passed]:
+            level = levels[passed]
             passed += 1
             if value is None:
                 decision = Decision.STOP
                 break
-            self._rungs[level][trial_id] = value
+            rungs[level][trial_id] = value
             if level == self._levels[-1]:
                 decision = Decision.COMPLETE
                 break
-            if value < self._cutoff(level):
+            if value < _cutoff(rungs[level].values(), self._eta):
                 decision = Decision.STOP
                 break
         self._passed[trial_id] = passed
@@ -105,44 +169,78 @@ class AsyncSuccessiveHalving:
             self._final[trial_id] = decision
         return decision
 
-    def _cutoff(self, level: int) -> float:
-        """The ``1 - 1/eta`` quantile of the values at ``level`` (numpy's linear method)."""
-        values = sorted(self._rungs[level].values())
-        position = (1.0 - 1.0 / self._eta) * (len(values) - 1)
-        below = math.floor(position)
-        above = min(below + 1, len(values) - 1)
-        return values[below] + (position - below) * (values[above] - values[below])
+    def _next_bracket(self) -> int:
+        """The bracket furthest below its share of the trials so far, the new one included
+        (ties to the lowest bracket: the first trial joins bracket 0)."""
+        top = len(self._levels) - 1
+        weights = [self._eta ** (top - b) / (top - b + 1) for b in range(self._brackets)]
+        joined = [0] * self._brackets
+        for bracket in self._bracket_of.values():
+            if bracket < self._brackets:  # not trials placed by ``assign`` above them
+                joined[bracket] += 1
+        total = sum(joined) + 1
+        deficits = [w / sum(weights) * total - n for w, n in zip(weights, joined, strict=True)]
+        return max(range(self._brackets), key=lambda b: (deficits[b], -b))
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "levels": list(self._levels),
             "reduction_factor": self._eta,
+            "brackets": self._brackets,
             "rungs": [
-                [level, [[t, v] for t, v in rung.items()]] for level, rung in self._rungs.items()
+                [b, level, [[t, v] for t, v in rung.items()]]
+                for b, rungs in enumerate(self._rungs)
+                for level, rung in rungs.items()
             ],
+            "bracket_of": [[t, b] for t, b in self._bracket_of.items()],
             "passed": [[t, n] for t, n in self._passed.items()],
             "final": [[t, d.value] for t, d in self._final.items()],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Load a saved state; one saved before brackets existed is a one-bracket state."""
         try:
             levels = tuple(int(x) for x in state["levels"])
             eta = int(state["reduction_factor"])
-            rungs = {
-                int(level): {str(t): float(v) for t, v in rung} for level, rung in state["rungs"]
-            }
-            passed = {str(t): int(n) for t, n in state["passed"]}
-            final = {str(t): Decision(d) for t, d in state["final"]}
+            brackets = int(state.get("brackets", 1))
         except (KeyError, TypeError, ValueError) as error:
             raise StateDictError(f"successive-halving state is malformed: {error}") from error
-        if levels != self._levels or eta != self._eta or set(rungs) != set(levels):
+        if levels != self._levels or eta != self._eta or brackets != self._brackets:
             raise StateDictError(
-                f"successive-halving state has rung levels {list(levels)} and reduction factor "
-                f"{eta}; this searcher has {list(self._levels)} and {self._eta}"
+                f"successive-halving state has rung levels {list(levels)}, reduction factor "
+                f"{eta} and {brackets} bracket(s); this searcher has {list(self._levels)}, "
+                f"{self._eta} and {self._brackets}"
             )
-        if not all(math.isfinite(v) for rung in rungs.values() for v in rung.values()):
+        try:
+            rungs = _empty_rungs(self._levels)
+            for row in state["rungs"]:
+                b, level, rung = row if len(row) == 3 else [0, *row]
+                rungs[int(b)][int(level)].update({str(t): float(v) for t, v in rung})
+            passed = {str(t): int(n) for t, n in state["passed"]}
+            bracket_of = {str(t): int(b) for t, b in state.get("bracket_of", ())}
+            if "bracket_of" not in state:
+                bracket_of = {t: 0 for t in passed}
+            final = {str(t): Decision(d) for t, d in state["final"]}
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise StateDictError(f"successive-halving state is malformed: {error}") from error
+        if not all(math.isfinite(v) for r in rungs for rung in r.values() for v in rung.values()):
             raise StateDictError("successive-halving state has non-finite rung values")
-        self._rungs, self._passed, self._final = rungs, passed, final
+        self._rungs, self._bracket_of = rungs, bracket_of
+        self._passed, self._final = passed, final
+
+
+def _empty_rungs(levels: tuple[int, ...]) -> list[dict[int, dict[str, float]]]:
+    """For each bracket ``b``, its rung levels ``levels[b:]``, with nothing recorded."""
+    return [{level: {} for level in levels[b:]} for b in range(len(levels))]
+
+
+def _cutoff(values: Iterable[float], eta: int) -> float:
+    """The ``1 - 1/eta`` quantile of ``values`` (numpy's linear method)."""
+    ordered = sorted(values)
+    position = (1.0 - 1.0 / eta) * (len(ordered) - 1)
+    below = math.floor(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (position - below) * (ordered[above] - ordered[below])
 
 
 def check_resource(trial_id: str, resource: object) -> int:

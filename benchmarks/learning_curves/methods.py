@@ -271,6 +271,13 @@ class SyneTuneMobster(_SyneTune):
         return self.scheduler.suggest(trial_id=number)
 
 
+def _all_brackets(table: CurveTable) -> int:
+    """One Hyperband bracket per rung level (the last never stops a trial early)."""
+    from search.successive_halving import rung_levels
+
+    return len(rung_levels(table.min_epochs, table.max_epochs, 3))
+
+
 #: name -> (constructor, environment: "main" is the project's .venv, "synetune" and
 #: "mobster" the benchmark's own environments).
 METHODS: dict[str, tuple[Any, str]] = {
@@ -282,6 +289,14 @@ METHODS: dict[str, tuple[Any, str]] = {
         "main",
     ),
     "hyperband-gp-rung": (lambda t, s: OpenamtHyperband(t, s, guided=True, model="rung"), "main"),
+    "hyperband-random-brackets": (
+        lambda t, s: OpenamtHyperband(t, s, guided=False, brackets=_all_brackets(t)),
+        "main",
+    ),
+    "hyperband-gp-brackets": (
+        lambda t, s: OpenamtHyperband(t, s, guided=True, brackets=_all_brackets(t)),
+        "main",
+    ),
     "optuna-tpe-hyperband": (OptunaTpeHyperband, "main"),
     "ray-asha": (RayAsha, "main"),
     "synetune-asha": (SyneTuneAsha, "synetune"),

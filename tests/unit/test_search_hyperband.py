@@ -286,6 +286,35 @@ def test_a_restored_searcher_keeps_the_saved_value_model() -> None:
         assert run_trial(restored, f"t{i}") == run_trial(original, f"t{i}")
 
 
+def test_brackets_shelter_slow_starters_and_survive_a_restore() -> None:
+    searcher = build(seed=1, guided=False, brackets=4)
+    ends = [run_trial(searcher, f"t{i}") for i in range(24)]
+    last_bracket = [e for i, (e, _) in enumerate(ends) if searcher.bracket(f"t{i}") == 3]
+    assert last_bracket and all(epoch == 27 for epoch in last_bracket)  # never stopped early
+    assert min(epoch for epoch, _ in ends) == 1  # bracket 0 still stops at the first rung
+    restored = build(seed=1, guided=False, brackets=4)
+    restored.load_state_dict(json.loads(json.dumps(searcher.state_dict())))
+    for i in range(24, 30):
+        assert run_trial(restored, f"t{i}") == run_trial(searcher, f"t{i}")
+    with pytest.raises(StateDictError, match="options .* do not match"):
+        build(seed=1, guided=False).load_state_dict(searcher.state_dict())
+
+
+def test_a_state_saved_before_brackets_existed_resumes_as_one_bracket() -> None:
+    original = build(seed=2, guided=False)
+    for i in range(10):
+        run_trial(original, f"t{i}")
+    state = json.loads(json.dumps(original.state_dict()))
+    del state["extra"]["options"]["brackets"]
+    halving = state["extra"]["successive_halving"]
+    halving["rungs"] = [row[1:] for row in halving.pop("rungs") if row[0] == 0]
+    del halving["brackets"], halving["bracket_of"]
+    restored = build(seed=2, guided=False)
+    restored.load_state_dict(state)
+    for i in range(10, 14):
+        assert run_trial(restored, f"t{i}") == run_trial(original, f"t{i}")
+
+
 def test_reports_from_another_thread_while_suggest_runs_do_not_wait_for_it() -> None:
     searcher = build(initial_design_size=2)
     for i in range(8):
@@ -333,14 +362,36 @@ def test_a_failing_model_falls_back_to_random_and_counts_it() -> None:
     assert (telemetry.fallback_count, telemetry.suggestions) == (1, 3)
 
 
-def test_a_finite_space_is_used_up_without_repeats() -> None:
+def test_a_used_up_finite_space_runs_stopped_configurations_again_one_bracket_higher() -> None:
     small = SearchSpace({"a": IntegerParameter(0, 2), "b": CategoricalParameter(["x", "y"])})
     searcher = make_searcher("Hyperband", small, max_resource=9, initial_design_size=2)
-    keys = set()
-    for i in range(6):
-        config = searcher.suggest(f"t{i}")
-        keys.add(small.key(config))
-        searcher.report(f"t{i}", 1, float(i % 3))
-        searcher.observe(f"t{i}", float(i % 3))
-    assert len(keys) == 6
-    assert searcher.suggest("t6") is None
+    assert searcher.levels == (1, 3, 9)
+
+    def quality(config: dict) -> float:
+        return config["a"] + (0.5 if config["b"] == "y" else 0.0)
+
+    first_round, runs = set(), {}
+    for i in range(40):
+        trial_id = f"t{i}"
+        config = searcher.suggest(trial_id)
+        if config is None:
+            break
+        key = small.key(config)
+        if i < 6:
+            first_round.add(key)
+        else:  # a rerun: of a configuration whose every trial was stopped on its value
+            assert all(searcher.decision(t) is Decision.STOP for t in runs[key])
+        for epoch in range(1, 10):
+            decision = searcher.report(trial_id, epoch, quality(config) * epoch / 9)
+            if decision is not Decision.CONTINUE:
+                break
+        if i >= 6:  # judged first one rung above the one that stopped it
+            stopped = [searcher.stopped_at(t) for t in runs[key]]
+            assert searcher.bracket(trial_id) == max(stopped) + 1
+        searcher.observe(trial_id, quality(config) * epoch / 9)
+        runs.setdefault(key, []).append(trial_id)
+    assert len(first_round) == 6  # every configuration once before any runs again
+    assert config is None, "the search ends"
+    completed = {k for k, ids in runs.items() if searcher.decision(ids[-1]) is Decision.COMPLETE}
+    assert completed == set(runs)  # it ended because every configuration was trained in full
+    assert 6 < i < 40

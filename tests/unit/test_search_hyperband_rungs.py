@@ -130,3 +130,92 @@ def test_state_from_other_rungs_is_refused() -> None:
         asha().load_state_dict(other.state_dict())
     with pytest.raises(StateDictError, match="malformed"):
         asha().load_state_dict({"levels": [1, 3, 9]})
+
+
+# -- several brackets (asynchronous Hyperband) ----------------------------------------------
+
+
+def hyperband(brackets: int = 4) -> AsyncSuccessiveHalving:
+    return AsyncSuccessiveHalving(
+        min_resource=1, max_resource=27, reduction_factor=3, brackets=brackets
+    )
+
+
+def test_new_trials_join_brackets_in_synchronous_hyperbands_shares() -> None:
+    rule = hyperband()
+    for i in range(80):
+        rule.report(f"t{i}", 1, 0.5)
+    joined = [sum(rule.bracket(f"t{i}") == b for i in range(80)) for b in range(4)]
+    # Shares 27/4 : 9/3 : 3/2 : 1/1 of 12.25, of 80 trials: 44.1, 19.6, 9.8, 6.5.
+    assert all(abs(n - e) <= 1 for n, e in zip(joined, (44.1, 19.6, 9.8, 6.5), strict=True))
+    assert rule.bracket("t0") == 0
+    assert rule.bracket("never-reported") is None
+
+
+def test_a_later_bracket_never_stops_a_trial_below_its_first_rung() -> None:
+    rule = hyperband()
+    trials = [f"t{i}" for i in range(13)]
+    for i, trial in enumerate(trials):
+        rule.report(trial, 1, 0.9 - i / 100)  # each worse than the one before
+    last = [t for t in trials if rule.bracket(t) == 3]
+    assert last, "13 trials fill every bracket"
+    for resource in (1, 3, 9):
+        assert rule.report(last[0], resource, 0.0) is Decision.CONTINUE
+    assert rule.report(last[0], 27, 0.0) is Decision.COMPLETE
+    first = [t for t in trials if rule.bracket(t) == 0]
+    assert any(rule.decision(t) is Decision.STOP for t in first)
+
+
+def test_each_bracket_judges_a_rung_against_its_own_records() -> None:
+    rule = hyperband(brackets=2)
+    ids = [f"t{i}" for i in range(6)]
+    for trial in ids:
+        rule.report(trial, 1, 0.2)  # bracket 0 judges at 1; bracket 1 records nothing
+    in_one = [t for t in ids if rule.bracket(t) == 1]
+    in_zero = [t for t in ids if rule.bracket(t) == 0]
+    assert len(in_one) == 2 and len(in_zero) == 4
+    rule.report(in_zero[0], 3, 0.99)  # a strong value at rung 3 of bracket 0 only
+    # Bracket 1 has no other value at rung 3, so a weak one passes there.
+    assert rule.report(in_one[0], 3, 0.3) is Decision.CONTINUE
+    assert rule.report(in_one[1], 3, 0.1) is Decision.STOP
+    assert rule.rung(3) == {in_zero[0]: 0.99, in_one[0]: 0.3, in_one[1]: 0.1}
+
+
+def test_a_bracketed_state_round_trips_and_an_older_state_is_one_bracket() -> None:
+    rule = hyperband()
+    rng = np.random.default_rng(2)
+    for i in range(30):
+        rule.report(f"t{i}", int(rng.integers(1, 28)), float(rng.random()))
+    restored = hyperband()
+    restored.load_state_dict(json.loads(json.dumps(rule.state_dict())))
+    for i in range(30, 60):
+        resource, value = int(rng.integers(1, 28)), float(rng.random())
+        assert restored.report(f"t{i}", resource, value) is rule.report(f"t{i}", resource, value)
+    assert restored.state_dict() == rule.state_dict()
+
+    single = asha()
+    for i in range(10):
+        single.report(f"t{i}", int(rng.integers(1, 10)), float(rng.random()))
+    older = single.state_dict()
+    older["rungs"] = [row[1:] for row in older.pop("rungs") if row[0] == 0]  # [level, values]
+    del older["brackets"], older["bracket_of"]
+    loaded = asha()
+    loaded.load_state_dict(json.loads(json.dumps(older)))
+    assert loaded.state_dict() == single.state_dict()
+    with pytest.raises(StateDictError, match=r"1 bracket\(s\).*4"):
+        hyperband(brackets=4).load_state_dict(
+            AsyncSuccessiveHalving(min_resource=1, max_resource=27, reduction_factor=3).state_dict()
+        )
+
+
+@pytest.mark.parametrize(
+    ("brackets", "message"),
+    [
+        (0, r"brackets=0 must be between 1 and 4, the number of rung levels \[1, 3, 9, 27\]"),
+        (5, r"brackets=5 must be between 1 and 4"),
+        (2.0, r"brackets=2.0 must be an integer"),
+    ],
+)
+def test_bad_bracket_counts_name_the_field_and_the_rule(brackets, message) -> None:
+    with pytest.raises(SearcherOptionError, match=message):
+        hyperband(brackets=brackets)
