@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -111,17 +112,22 @@ def test_reports_below_the_first_rung_continue_without_recording() -> None:
     assert rule.rung(3) == {}
 
 
-def test_state_round_trips_through_json_and_continues_identically() -> None:
-    rule = asha()
-    rng = np.random.default_rng(1)
-    for i in range(20):
-        rule.report(f"t{i}", int(rng.integers(1, 10)), float(rng.random()))
-    restored = asha()
+def assert_round_trip(make: Callable[[], AsyncSuccessiveHalving], max_resource: int) -> None:
+    """Random reports, a JSON round trip, then the restored rule decides as the original."""
+    rule = make()
+    rng = np.random.default_rng(max_resource)
+    for i in range(30):
+        rule.report(f"t{i}", int(rng.integers(1, max_resource + 1)), float(rng.random()))
+    restored = make()
     restored.load_state_dict(json.loads(json.dumps(rule.state_dict())))
-    for i in range(20, 40):
-        resource, value = int(rng.integers(1, 10)), float(rng.random())
+    for i in range(30, 60):
+        resource, value = int(rng.integers(1, max_resource + 1)), float(rng.random())
         assert restored.report(f"t{i}", resource, value) is rule.report(f"t{i}", resource, value)
     assert restored.state_dict() == rule.state_dict()
+
+
+def test_state_round_trips_through_json_and_continues_identically() -> None:
+    assert_round_trip(asha, 9)
 
 
 def test_state_from_other_rungs_is_refused() -> None:
@@ -182,17 +188,8 @@ def test_each_bracket_judges_a_rung_against_its_own_records() -> None:
 
 
 def test_a_bracketed_state_round_trips_and_an_older_state_is_one_bracket() -> None:
-    rule = hyperband()
+    assert_round_trip(hyperband, 27)
     rng = np.random.default_rng(2)
-    for i in range(30):
-        rule.report(f"t{i}", int(rng.integers(1, 28)), float(rng.random()))
-    restored = hyperband()
-    restored.load_state_dict(json.loads(json.dumps(rule.state_dict())))
-    for i in range(30, 60):
-        resource, value = int(rng.integers(1, 28)), float(rng.random())
-        assert restored.report(f"t{i}", resource, value) is rule.report(f"t{i}", resource, value)
-    assert restored.state_dict() == rule.state_dict()
-
     single = asha()
     for i in range(10):
         single.report(f"t{i}", int(rng.integers(1, 10)), float(rng.random()))
