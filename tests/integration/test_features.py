@@ -93,6 +93,34 @@ def test_hyperband_runs_fewer_epochs_than_the_same_job_without_it(tmp_path):
         assert len(hyperband.trials) == 9
 
 
+def test_hyperband_on_a_used_up_grid_runs_stopped_configurations_again(tmp_path):
+    spec, result = _run(
+        tmp_path,
+        strategy="Hyperband",
+        hyperband_strategy_config={
+            "min_resource": 1,
+            "max_resource": 9,
+            "configuration_selection": "Random",
+        },
+        hyperparameter_ranges=_x_grid("0.30", "0.95", "0.05", "0.60"),
+        hyperparameters={"y": 0.7, "epochs": 9, "sleep": 0.1},
+        max_jobs=8,
+        max_parallel_jobs=1,
+    )
+    trials = [result.trials[t] for t in sorted(result.trials)]
+    assert len({t.config["x"] for t in trials[:4]}) == 4  # every configuration once first
+    assert len(trials) > 4, "the job went on after the grid was used up"
+    for position, trial in enumerate(trials[4:], start=4):
+        earlier = [t for t in trials[:position] if t.config == trial.config]
+        assert earlier and all(t.state is TrialState.STOPPED for t in earlier)
+        assert len(trial.history) >= 3  # judged first one rung up: never stopped at epoch 1
+    if result.reason == "SearchSpaceExhausted":  # it ended because every one ran in full
+        last = {t.config["x"]: t for t in trials}
+        assert all(t.state is TrialState.COMPLETED for t in last.values())
+    else:
+        assert (result.reason, len(trials)) == ("MaxNumberOfTrainingJobsReached", 8)
+
+
 def test_target_objective_ends_the_job_early(tmp_path):
     _, result = _run(
         tmp_path,
