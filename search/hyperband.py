@@ -303,6 +303,7 @@ class HyperbandSearcher(Searcher):
         if not self._guided or len({round(v, 12) for *_, v in points if v is not None}) < 2:
             return dict(configs[int(rng.integers(len(configs)))])
         units = np.array([self.space.to_unit(c) for c in configs])
+        start = time.perf_counter()
         try:
             config = self._model_proposal(points, set(), index, candidates=units)
         except RECOVERABLE_ERRORS as error:
@@ -315,12 +316,13 @@ class HyperbandSearcher(Searcher):
                 error,
             )
             return dict(configs[int(rng.integers(len(configs)))])
+        self._suggest_seconds.append(time.perf_counter() - start)
         return config
 
     def _rerunnable(self) -> dict[tuple[int, ...], Mapping[str, Any]]:
         """Configurations (by key) that may run again: every trial of them was stopped on
-        its value (not as non-finite), none completed, none is running."""
-        top = len(self.levels) - 1
+        its value (not as non-finite), none completed, none is running. A stop is always
+        below the last rung, so there is always a bracket one rung higher."""
         configs: dict[tuple[int, ...], Mapping[str, Any]] = {}
         stops: dict[tuple[int, ...], list[int | None]] = {}
         for trial_id, (config, _) in self.observations.items():
@@ -333,9 +335,7 @@ class HyperbandSearcher(Searcher):
         return {
             key: configs[key]
             for key, rungs in stops.items()
-            if key not in excluded
-            and all(r is not None for r in rungs)
-            and max(r for r in rungs if r is not None) < top
+            if key not in excluded and all(r is not None for r in rungs)
         }
 
     def _rerun_bracket(self, key: Any) -> int | None:
