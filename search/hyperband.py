@@ -43,7 +43,7 @@ import math
 import numbers
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -271,13 +271,44 @@ class HyperbandSearcher(Searcher):
         if index < self._initial_design_size - finite_priors:
             point = sobol_point(self.space, seed=self.seed, index=index)
             return draw_unseen(self.space, self._random_generator(index), seen, first_choice=point)
+        return self._modelled(
+            trial_id, index, seen, at_random=lambda: self._random_config(seen, index)
+        )
+
+    def _rerun(self, trial_id: str, index: int) -> Config | None:
+        """A stopped configuration to run again, once the space has none left untried."""
+        with self._report_lock:
+            rerunnable = self._rerunnable()
+        if not rerunnable:
+            return None
+        configs = [rerunnable[key] for key in sorted(rerunnable)]
+
+        def at_random() -> Config:
+            return dict(configs[int(self._random_generator(index).integers(len(configs)))])
+
+        if not self._guided:
+            return at_random()
+        units = np.array([self.space.to_unit(c) for c in configs])
+        return self._modelled(trial_id, index, set(), at_random=at_random, candidates=units)
+
+    def _modelled(
+        self,
+        trial_id: str,
+        index: int,
+        seen: set,
+        *,
+        at_random: Callable[[], Config | None],
+        candidates: np.ndarray | None = None,
+    ) -> Config | None:
+        """The model's pick (among ``candidates`` if given), or ``at_random()`` while the
+        results cannot be modelled or when fitting fails (counted as a fallback)."""
         with self._report_lock:
             points = self._training_points()
         if len({round(v, 12) for *_, v in points if v is not None}) < 2:
-            return self._random_config(seen, index)
+            return at_random()
         start = time.perf_counter()
         try:
-            config = self._model_proposal(points, seen, index)
+            config = self._model_proposal(points, seen, index, candidates=candidates)
         except RECOVERABLE_ERRORS as error:
             self._fallback_count += 1
             logger.warning(
@@ -287,64 +318,35 @@ class HyperbandSearcher(Searcher):
                 type(error).__name__,
                 error,
             )
-            return self._random_config(seen, index)
+            return at_random()
         self._suggest_seconds.append(time.perf_counter() - start)
-        return config if config is not None else self._random_config(seen, index)
+        return config if config is not None else at_random()
 
-    def _rerun(self, trial_id: str, index: int) -> Config | None:
-        """A stopped configuration to run again, once the space has none left untried."""
-        with self._report_lock:
-            rerunnable = self._rerunnable()
-            points = self._training_points()
-        if not rerunnable:
-            return None
-        configs = [rerunnable[key] for key in sorted(rerunnable)]
-        rng = self._random_generator(index)
-        if not self._guided or len({round(v, 12) for *_, v in points if v is not None}) < 2:
-            return dict(configs[int(rng.integers(len(configs)))])
-        units = np.array([self.space.to_unit(c) for c in configs])
-        start = time.perf_counter()
-        try:
-            config = self._model_proposal(points, set(), index, candidates=units)
-        except RECOVERABLE_ERRORS as error:
-            self._fallback_count += 1
-            logger.warning(
-                "Hyperband suggestion %d for trial %s (a rerun) fell back to random (%s: %s)",
-                index,
-                trial_id,
-                type(error).__name__,
-                error,
-            )
-            return dict(configs[int(rng.integers(len(configs)))])
-        self._suggest_seconds.append(time.perf_counter() - start)
-        return config
+    def _stops(self) -> dict[tuple[int, ...], tuple[Mapping[str, Any], list[int | None]]]:
+        """Per configuration key: its config and where each of its observed trials was
+        stopped on its value (``stopped_at``; None for any other end)."""
+        stops: dict[tuple[int, ...], tuple[Mapping[str, Any], list[int | None]]] = {}
+        for trial_id, (config, _) in self.observations.items():
+            entry = stops.setdefault(self.space.key(config), (config, []))
+            entry[1].append(self._halving.stopped_at(trial_id))
+        return stops
 
     def _rerunnable(self) -> dict[tuple[int, ...], Mapping[str, Any]]:
         """Configurations (by key) that may run again: every trial of them was stopped on
         its value (not as non-finite), none completed, none is running. A stop is always
         below the last rung, so there is always a bracket one rung higher."""
-        configs: dict[tuple[int, ...], Mapping[str, Any]] = {}
-        stops: dict[tuple[int, ...], list[int | None]] = {}
-        for trial_id, (config, _) in self.observations.items():
-            key = self.space.key(config)
-            configs[key] = config
-            stops.setdefault(key, []).append(self._halving.stopped_at(trial_id))
         excluded = {self.space.key(c) for c in self.pending.values()} | {
             self.space.key(c) for c, _ in self.prior_observations
         }
         return {
-            key: configs[key]
-            for key, rungs in stops.items()
+            key: config
+            for key, (config, rungs) in self._stops().items()
             if key not in excluded and all(r is not None for r in rungs)
         }
 
-    def _rerun_bracket(self, key: Any) -> int | None:
+    def _rerun_bracket(self, key: tuple[int, ...]) -> int | None:
         """For a configuration run before, the bracket one rung above where it stopped."""
-        stops = [
-            self._halving.stopped_at(t)
-            for t, (config, _) in self.observations.items()
-            if self.space.key(config) == key
-        ]
+        _, stops = self._stops().get(key, (None, []))
         rungs = [r for r in stops if r is not None]
         return max(rungs) + 1 if rungs else None
 

@@ -127,14 +127,11 @@ class AsyncSuccessiveHalving:
     def stopped_at(self, trial_id: str) -> int | None:
         """The index in ``levels`` of the rung that stopped ``trial_id`` on its value, None
         if it was not stopped that way (running, complete, or stopped as non-finite)."""
-        if self._final.get(trial_id) is not Decision.STOP:
+        if self._final.get(trial_id) is not Decision.STOP or not self._passed[trial_id]:
             return None
         bracket = self._bracket_of[trial_id]
-        judged = self._passed[trial_id]
-        level = self._levels[bracket + judged - 1] if judged else None
-        if level is None or trial_id not in self._rungs[bracket][level]:
-            return None
-        return bracket + judged - 1
+        index = bracket + self._passed[trial_id] - 1  # the last rung it was judged at
+        return index if trial_id in self._rungs[bracket][self._levels[index]] else None
 
     def decision(self, trial_id: str) -> Decision | None:
         """The final decision about ``trial_id`` (STOP, COMPLETE), or None while it runs."""
