@@ -46,6 +46,7 @@ _OPTIONS: dict[type[Searcher], frozenset[str]] = {
             "candidates",
             "rung_scores",
             "model",
+            "forecast_promotion",
         }
     ),
 }

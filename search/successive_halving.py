@@ -9,6 +9,10 @@ recorded there so far, its own included: it continues when it is at least the
 2018; Ray Tune's ``AsyncHyperBandScheduler``, Syne Tune's ``type="stopping"``): trials are
 never paused and resumed, which suits trainers that run as subprocesses without checkpoints.
 
+A caller may pass ``second_opinion`` to ``report``: a trial below a rung's cut still continues
+when it says so (GP-guided Hyperband asks its model for a forecast of the final value, see
+``search.forecast``). The rung records and the decisions of every other trial are the same.
+
 A non-finite value (None, NaN, ±inf: a diverged or broken trial) stops the trial at once
 and is never recorded, so it cannot make other trials look good. A trial reaching
 ``max_resource`` is complete. Decisions are final: a trial told to stop stays stopped even
@@ -29,10 +33,13 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from search.errors import SearcherOptionError, StateDictError, TrialStateError
+
+#: ``(trial_id, rung)`` -> whether a trial below the rung's cut should go on anyway.
+SecondOpinion = Callable[[str, Mapping[str, float]], bool]
 
 
 class Decision(enum.Enum):
@@ -137,9 +144,17 @@ class AsyncSuccessiveHalving:
         """The final decision about ``trial_id`` (STOP, COMPLETE), or None while it runs."""
         return self._final.get(trial_id)
 
-    def report(self, trial_id: str, resource: int, value: float | None) -> Decision:
+    def report(
+        self,
+        trial_id: str,
+        resource: int,
+        value: float | None,
+        second_opinion: SecondOpinion | None = None,
+    ) -> Decision:
         """Judge ``trial_id``'s ``value`` (larger is better; None if not finite) reported at
-        ``resource``, at every rung level it reaches for the first time."""
+        ``resource``, at every rung level it reaches for the first time. Below a rung's cut,
+        ``second_opinion(trial_id, rung)`` (``rung``: ``{trial_id: value}`` recorded at that
+        level in its bracket, its own value included) may keep it going."""
         if trial_id in self._final:
             return self._final[trial_id]
         if trial_id not in self._bracket_of:
@@ -158,7 +173,9 @@ class AsyncSuccessiveHalving:
             if level == self._levels[-1]:
                 decision = Decision.COMPLETE
                 break
-            if value < _cutoff(rungs[level].values(), self._eta):
+            if value < cutoff(rungs[level].values(), self._eta) and not (
+                second_opinion is not None and second_opinion(trial_id, rungs[level])
+            ):
                 decision = Decision.STOP
                 break
         self._passed[trial_id] = passed
@@ -231,7 +248,7 @@ def _empty_rungs(levels: tuple[int, ...]) -> list[dict[int, dict[str, float]]]:
     return [{level: {} for level in levels[b:]} for b in range(len(levels))]
 
 
-def _cutoff(values: Iterable[float], eta: int) -> float:
+def cutoff(values: Iterable[float], eta: int) -> float:
     """The ``1 - 1/eta`` quantile of ``values`` (numpy's linear method)."""
     ordered = sorted(values)
     position = (1.0 - 1.0 / eta) * (len(ordered) - 1)
