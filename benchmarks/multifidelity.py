@@ -58,6 +58,7 @@ COMPARED = (
     "bayesian",
     "hyperband-random",
     "hyperband-gp",
+    "hyperband-gp-no-forecast",
     "hyperband-gp-ranks",
     "synetune-asha",
     "synetune-mobster",
@@ -76,7 +77,13 @@ BOOTSTRAP = 1000
 
 
 #: Methods whose runs take minutes: their seeds are split over several interpreters.
-SLOW = ("hyperband-gp", "hyperband-gp-ranks", "hyperband-gp-brackets", "synetune-mobster")
+SLOW = (
+    "hyperband-gp",
+    "hyperband-gp-no-forecast",
+    "hyperband-gp-ranks",
+    "hyperband-gp-brackets",
+    "synetune-mobster",
+)
 SLOW_CHUNK = 3
 
 
