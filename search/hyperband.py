@@ -231,8 +231,9 @@ class HyperbandSearcher(Searcher):
     def pending_resources(self) -> Mapping[str, int]:
         """For each running trial, the resource of its latest report (0 before any)."""
         with self._report_lock:
+            reports = self._reports
             return MappingProxyType(
-                {t: (self._reports[t][-1][0] if self._reports.get(t) else 0) for t in self.pending}
+                {t: (reports[t][-1][0] if reports.get(t) else 0) for t in self._running()}
             )
 
     @property
@@ -388,7 +389,7 @@ class HyperbandSearcher(Searcher):
         """Per configuration key: its config and where each of its observed trials was
         stopped on its value (``stopped_at``; None for any other end)."""
         stops: dict[tuple[int, ...], tuple[Mapping[str, Any], list[int | None]]] = {}
-        for trial_id, (config, _) in self.observations.items():
+        for trial_id, (config, _) in self._observed().items():
             entry = stops.setdefault(self.space.key(config), (config, []))
             entry[1].append(self._halving.stopped_at(trial_id))
         return stops
@@ -522,7 +523,7 @@ class HyperbandSearcher(Searcher):
                 while passed < len(self.levels) and resource >= self.levels[passed]:
                     points[(trial_id, resource)] = (config, resource, value)
                     passed += 1
-        for trial_id, (config, value) in self.observations.items():
+        for trial_id, (config, value) in self._observed().items():
             reports = self._reports.get(trial_id)
             resource = reports[-1][0] if reports else self._max_resource
             points[(trial_id, resource)] = (config, min(resource, self._max_resource), value)
@@ -531,7 +532,15 @@ class HyperbandSearcher(Searcher):
 
     def _configs(self) -> dict[str, Mapping[str, Any]]:
         """Every observed and running trial's config."""
-        return {t: c for t, (c, _) in self.observations.items()} | dict(self.pending)
+        return {t: c for t, (c, _) in self._observed().items()} | self._running()
+
+    # ``report`` reads the trials while another thread's ``suggest`` or ``observe`` may add
+    # to them: it iterates over copies, each taken in one step (``dict.copy`` holds the GIL).
+    def _observed(self) -> dict[str, tuple[Mapping[str, Any], float | None]]:
+        return self._observations.copy()
+
+    def _running(self) -> dict[str, Mapping[str, Any]]:
+        return self._pending.copy()
 
     def _target_resource(self, points: list[tuple[Mapping[str, Any], int, float | None]]) -> int:
         """The highest rung level reached by at least ``d + 2`` results (else the lowest)."""
