@@ -58,7 +58,7 @@ COMPARED = (
     "bayesian",
     "hyperband-random",
     "hyperband-gp",
-    "hyperband-gp-no-forecast",
+    "hyperband-gp-forecast",
     "hyperband-gp-ranks",
     "synetune-asha",
     "synetune-mobster",
@@ -79,7 +79,7 @@ BOOTSTRAP = 1000
 #: Methods whose runs take minutes: their seeds are split over several interpreters.
 SLOW = (
     "hyperband-gp",
-    "hyperband-gp-no-forecast",
+    "hyperband-gp-forecast",
     "hyperband-gp-ranks",
     "hyperband-gp-brackets",
     "synetune-mobster",

@@ -15,6 +15,11 @@ goes on when its posterior mean at ``max_resource`` is at least the ``1 - 1/eta`
 of the posterior means of the rung's trials there: among the best ``1/eta`` by forecast if
 not by its value. No trial that ASHA promotes is stopped. Asking for the forecast only when
 the value alone would stop a trial keeps the usual reports free of any GP work.
+
+It is an option (``HyperbandSearcher(forecast_promotion=True)``), not the default. With a
+budget of epochs it pays on the tables at the full budget. A job whose budget is a number of
+trials pays for every extra promotion, and on the real digits job it spent 1.8 times the
+epochs and reached Bayesian@30's quality later in 4 of 5 seeds.
 """
 
 from __future__ import annotations

@@ -24,12 +24,13 @@ parallelism cells, see benchmarks/RESULTS.md). With ``guided=False`` every confi
 uniform random draw (SageMaker's Hyperband). Modelling failures make that one suggestion
 random, counted in ``fallback_count``.
 
-The same model gives successive halving a second opinion (``forecast``): a trial whose
-value would stop it at a rung goes on when the model forecasts its final value among the
-best ``1/eta`` of that rung's trials. Configurations that start slowly and end best are not
-lost to one rung (on the learning-curve tables, 32 of 80 runs reached Bayesian@30's quality
-within a third of its epochs, against 27 without it, and 60 against 44 within all of them;
-see benchmarks/RESULTS.md).
+With ``forecast_promotion=True`` the same model gives successive halving a second opinion
+(``forecast``): a trial whose value would stop it at a rung goes on when the model forecasts
+its final value among the best ``1/eta`` of that rung's trials. It is off by default. On the
+learning-curve tables at equal epochs it helps slow starters (60 of 80 runs reached
+Bayesian@30's quality with all of its epochs, against 44 without). The real digits job
+budgets trials, not epochs, and there it spent 1.8 times the epochs and got to the quality
+later in 4 of 5 seeds (benchmarks/RESULTS.md).
 
 A finite space can run out of untried configurations long before the job's budget does,
 with most of them stopped at the first rung, where a single noisy value decides. The search
@@ -121,9 +122,9 @@ class HyperbandSearcher(Searcher):
         so a job started under the earlier default resumes as it ran.
     model: "joint" (default) or "rung"; see ``MODELS``.
     forecast_promotion: keep a trial below a rung's cut when the model forecasts its final
-        value among the rung's best (``search.forecast``); default: on for GP-guided
-        searches with the joint model, which it needs. A restored searcher keeps the saved
-        choice (off for jobs saved before it existed), so a job resumes as it ran.
+        value among the rung's best (``search.forecast``; default False); needs the joint
+        GP (``guided=True``, ``model="joint"``). A restored searcher keeps the saved choice
+        (off for jobs saved before it existed), so a job resumes as it ran.
     """
 
     strategy = Strategy.HYPERBAND
@@ -145,7 +146,7 @@ class HyperbandSearcher(Searcher):
         candidates: int = 1024,
         rung_scores: bool = False,
         model: str = "joint",
-        forecast_promotion: bool | None = None,
+        forecast_promotion: bool = False,
     ) -> None:
         super().__init__(
             space=space,
@@ -698,11 +699,9 @@ def _finite(value: object, *, field: str) -> float | None:
 
 
 def _check_forecast(value: object, *, guided: bool, model: str) -> bool:
-    """``forecast_promotion`` as given, or on where the joint GP exists to forecast with."""
-    if value is None:
-        return guided and model == "joint"
+    """``forecast_promotion``, which needs the joint GP to forecast with."""
     if not isinstance(value, bool):
-        raise SearcherOptionError(f"forecast_promotion={value!r} must be True, False or None")
+        raise SearcherOptionError(f"forecast_promotion={value!r} must be True or False")
     if value and not (guided and model == "joint"):
         raise SearcherOptionError(
             f"forecast_promotion=True needs the joint GP (guided=True, model='joint'); this "

@@ -9,8 +9,8 @@ Methods and where they come from (each library imported only by its own method, 
 interpreter need not hold them all):
   bayesian              openamt BayesianSearcher, full fidelity (30 trials, none stopped)
   hyperband-random      openamt HyperbandSearcher, guided=False (SageMaker's Hyperband)
-  hyperband-gp          openamt HyperbandSearcher, guided=True (forecasts keep slow starters)
-  hyperband-gp-no-forecast  the same with forecast_promotion=False: the rung's cut alone
+  hyperband-gp          openamt HyperbandSearcher, guided=True
+  hyperband-gp-forecast the same with forecast_promotion=True (forecasts keep slow starters)
   optuna-tpe-hyperband  Optuna TPESampler (constant_liar, as advised for parallel trials)
                         with HyperbandPruner, ask-and-tell
   ray-asha              Ray Tune's AsyncHyperBandScheduler on uniform random configs,
@@ -285,8 +285,8 @@ METHODS: dict[str, tuple[Any, str]] = {
     "bayesian": (OpenamtBayesian, "main"),
     "hyperband-random": (lambda t, s: OpenamtHyperband(t, s, guided=False), "main"),
     "hyperband-gp": (lambda t, s: OpenamtHyperband(t, s, guided=True), "main"),
-    "hyperband-gp-no-forecast": (
-        lambda t, s: OpenamtHyperband(t, s, guided=True, forecast_promotion=False),
+    "hyperband-gp-forecast": (
+        lambda t, s: OpenamtHyperband(t, s, guided=True, forecast_promotion=True),
         "main",
     ),
     "hyperband-gp-ranks": (

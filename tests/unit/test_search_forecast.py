@@ -73,7 +73,7 @@ def test_a_rung_member_is_kept_when_its_forecast_final_value_is_among_the_best()
 
 def test_the_forecast_keeps_a_slow_starter_that_the_rung_alone_stops(caplog) -> None:
     caplog.set_level(logging.INFO, logger="search.hyperband")
-    forecast, rank_only = build(), build(forecast_promotion=False)
+    forecast, rank_only = build(forecast_promotion=True), build()
     for i in range(12):
         kept, stopped = run_trial(forecast, f"t{i}"), run_trial(rank_only, f"t{i}")
         assert kept[0] == stopped[0]  # the same suggestions up to the first difference
@@ -88,22 +88,22 @@ def test_the_forecast_keeps_a_slow_starter_that_the_rung_alone_stops(caplog) -> 
 
 
 def test_forecasts_survive_a_restore_and_old_states_resume_without_them() -> None:
-    searcher = build()
+    searcher = build(forecast_promotion=True)
     for i in range(8):
         run_trial(searcher, f"t{i}")
     assert searcher.kept_by_forecast
-    restored = build()
+    restored = build(forecast_promotion=True)
     restored.load_state_dict(json.loads(json.dumps(searcher.state_dict())))
     assert restored.kept_by_forecast == searcher.kept_by_forecast
     for i in range(8, 11):
         assert run_trial(restored, f"t{i}") == run_trial(searcher, f"t{i}")
 
-    original = build(forecast_promotion=False)
+    original = build()
     for i in range(6):
         run_trial(original, f"t{i}")
     state = json.loads(json.dumps(original.state_dict()))
     del state["extra"]["options"]["forecast_promotion"], state["extra"]["kept_by_forecast"]
-    old = build()  # today's default, forecasts on, restores the saved job's rule
+    old = build(forecast_promotion=True)  # built with forecasts, restores the saved rule
     old.load_state_dict(state)
     assert old.state_dict()["extra"]["options"]["forecast_promotion"] is False
     for i in range(6, 10):
@@ -112,7 +112,7 @@ def test_forecasts_survive_a_restore_and_old_states_resume_without_them() -> Non
 
 
 def test_a_forecast_that_cannot_be_computed_leaves_the_rung_to_decide_and_counts_it() -> None:
-    searcher = build()
+    searcher = build(forecast_promotion=True)
     for i in range(3):
         run_trial(searcher, f"t{i}")
     searcher.suggest("huge")
@@ -127,7 +127,7 @@ def test_a_forecast_that_cannot_be_computed_leaves_the_rung_to_decide_and_counts
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"forecast_promotion": "yes"}, "forecast_promotion='yes' must be True, False or None"),
+        ({"forecast_promotion": "yes"}, "forecast_promotion='yes' must be True or False"),
         ({"forecast_promotion": True, "guided": False}, "needs the joint GP .* guided=False"),
         ({"forecast_promotion": True, "model": "rung"}, "needs the joint GP .* model='rung'"),
     ],
@@ -137,7 +137,9 @@ def test_forecasts_need_the_joint_model(options, message) -> None:
         build(**options)
 
 
-def test_forecasts_are_on_by_default_only_where_the_joint_model_exists() -> None:
-    assert build().state_dict()["extra"]["options"]["forecast_promotion"] is True
-    for options in ({"guided": False}, {"model": "rung"}):
-        assert build(**options).state_dict()["extra"]["options"]["forecast_promotion"] is False
+def test_forecasts_are_off_by_default() -> None:
+    searcher = build()
+    for i in range(8):
+        run_trial(searcher, f"t{i}")
+    assert searcher.state_dict()["extra"]["options"]["forecast_promotion"] is False
+    assert searcher.kept_by_forecast == ()
