@@ -60,7 +60,7 @@ import torch
 from botorch.exceptions.errors import BotorchError, ModelFittingError
 from linear_operator.utils.errors import NanError, NotPSDError
 
-from search import multi_fidelity_gp
+from search import multi_fidelity_gp, rung_data
 from search.enums import ObjectiveType, Strategy
 from search.errors import ObservationError, SearcherOptionError, StateDictError, TrialStateError
 from search.forecast import forecast_keeps
@@ -416,18 +416,18 @@ class HyperbandSearcher(Searcher):
 
     def _model_proposal(
         self,
-        points: list[tuple[Mapping[str, Any], int, float | None]],
+        points: list[rung_data.Point],
         seen: set,
         index: int,
         candidates: np.ndarray | None = None,
     ) -> Config | None:
         """Fit the GP to the rung results and maximise log EI at the target resource (over
         ``candidates``, unit points, if given)."""
-        target_resource = self._target_resource(points)
+        target_resource = rung_data.target_resource(points, self.levels, self.space.dimension)
         target = multi_fidelity_gp.fidelity(target_resource, self._max_resource)
         if self._model == "rung":
-            bucket = self._bucket(target_resource)
-            points = [p for p in points if self._bucket(p[1]) == bucket]
+            rung = rung_data.rungs_reached(self.levels, target_resource)
+            points = [p for p in points if rung_data.rungs_reached(self.levels, p[1]) == rung]
         x, y = self._design(points, target_resource, index)
         refit = self._hyperparameters is None or len(y) >= REFIT_GROWTH * self._fitted_on
         fitted = multi_fidelity_gp.fit(
@@ -508,7 +508,7 @@ class HyperbandSearcher(Searcher):
         return _generator(self.seed, RANDOM_STREAM, index)
 
     # ------------------------------------------------------------ training data
-    def _training_points(self) -> list[tuple[Mapping[str, Any], int, float | None]]:
+    def _training_points(self) -> list[rung_data.Point]:
         """``(config, resource, value)`` for every rung result of every trial (the first
         report at or past each rung level), each observed trial's final value at its last
         resource, and the prior observations at ``max_resource``. Values as given (None:
@@ -543,54 +543,21 @@ class HyperbandSearcher(Searcher):
     def _running(self) -> dict[str, Mapping[str, Any]]:
         return self._pending.copy()
 
-    def _target_resource(self, points: list[tuple[Mapping[str, Any], int, float | None]]) -> int:
-        """The highest rung level reached by at least ``d + 2`` results (else the lowest)."""
-        needed = self.space.dimension + 2
-        for level in reversed(self.levels):
-            if sum(resource >= level for _, resource, _ in points) >= needed:
-                return level
-        return self.levels[0]
-
-    def _bucket(self, resource: int) -> int:
-        """How many rung levels ``resource`` has reached (its rung is ``levels[n - 1]``)."""
-        return int(np.searchsorted(self.levels, resource, side="right"))
-
     def _design(
-        self,
-        points: list[tuple[Mapping[str, Any], int, float | None]],
-        target_resource: int,
-        index: int,
+        self, points: list[rung_data.Point], target_resource: int, index: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Model inputs (``n x (d + 1)``) and larger-is-better values (``n``); failures take
-        the worst finite value; beyond ``max_model_points``, every point at or above the
-        target resource is kept (the best ones if even those are too many), then the best
-        of the rest and a seeded sample of the others."""
-        finite = [self._to_maximize(v) for *_, v in points if v is not None]
-        worst = min(finite)
-        x = np.array(
-            [
-                [*self.space.to_unit(c), multi_fidelity_gp.fidelity(r, self._max_resource)]
-                for c, r, _ in points
-            ]
+        """The model's inputs and larger-is-better values (``rung_data.model_inputs``)."""
+        maximized = [(c, r, None if v is None else self._to_maximize(v)) for c, r, v in points]
+        return rung_data.model_inputs(
+            maximized,
+            space=self.space,
+            levels=self.levels,
+            max_resource=self._max_resource,
+            rung_scores=self._rung_scores,
+            max_points=self._max_model_points,
+            target=target_resource,
+            rng=_generator(self.seed, SUBSAMPLE_STREAM, index),
         )
-        y = np.array([worst if v is None else self._to_maximize(v) for *_, v in points])
-        if self._rung_scores:
-            buckets = np.array([self._bucket(r) for _, r, _ in points])
-            y = multi_fidelity_gp.normal_scores(y, buckets)
-        budget = self._max_model_points
-        if len(y) <= budget:
-            return x, y
-        high = np.array([r >= target_resource for _, r, _ in points])
-        order_high = np.flatnonzero(high)[np.argsort(-y[high], kind="stable")][:budget]
-        rest = np.flatnonzero(~high)[np.argsort(-y[~high], kind="stable")]
-        room = budget - len(order_high)
-        best_rest = rest[: room // 2]
-        others = rest[room // 2 :]
-        sample = _generator(self.seed, SUBSAMPLE_STREAM, index).choice(
-            others, size=min(room - len(best_rest), len(others)), replace=False
-        )
-        keep = np.sort(np.concatenate([order_high, best_rest, sample]).astype(int))
-        return x[keep], y[keep]
 
     # ------------------------------------------------------------ state
     def _extra_state(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from search import (
     StateDictError,
     TrialStateError,
     make_searcher,
+    rung_data,
 )
 from search.hyperband import RANDOM_STREAM, HyperbandSearcher, _generator
 from search.sampling import sobol_point
@@ -347,7 +348,8 @@ def test_warm_start_counts_prior_results_at_max_resource() -> None:
     searcher = build(prior_observations=priors)
     config = searcher.suggest("first")
     assert len(searcher.suggest_seconds) == 1  # no random initial design needed
-    assert searcher._target_resource(searcher._training_points()) == 27
+    points = searcher._training_points()
+    assert rung_data.target_resource(points, searcher.levels, searcher.space.dimension) == 27
     assert 3e-3 < config["lr"] < 3e-2
 
 
