@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from search.multi_fidelity_gp import Predictor
+from search.multi_fidelity_gp import Predictor, at_fidelity
 from search.successive_halving import cutoff
 
 
@@ -34,6 +34,5 @@ def forecast_keeps(predictor: Predictor, rung_units: np.ndarray, position: int, 
     """Whether row ``position`` of ``rung_units`` (the unit points of a rung's trials,
     ``m x d``) is forecast among the best ``1/eta`` of them: its posterior mean at full
     fidelity is at least the ``1 - 1/eta`` quantile of theirs."""
-    at_full = np.hstack([rung_units, np.ones((len(rung_units), 1))])
-    mean, _ = predictor.predict(at_full)
+    mean, _ = predictor.predict(at_fidelity(rung_units, 1.0))
     return bool(mean[position] >= cutoff(mean.tolist(), eta))

@@ -295,16 +295,8 @@ class HyperbandSearcher(Searcher):
         units = np.array([self.space.to_unit(configs[t]) for t in ids])
         try:
             x, y = self._design(self._training_points(), self._max_resource, len(self._reports))
-            fitted = multi_fidelity_gp.fit(
-                x,
-                y,
-                warp_outputs=not self._rung_scores,
-                categorical_dims=self._categorical_dims,
-                initial=self._hyperparameters,
-                optimize=False,
-            )
             keep = forecast_keeps(
-                multi_fidelity_gp.Predictor.of(fitted),
+                multi_fidelity_gp.Predictor.of(self._fit(x, y, optimize=False)),
                 units,
                 ids.index(trial_id),
                 self.reduction_factor,
@@ -430,22 +422,17 @@ class HyperbandSearcher(Searcher):
             points = [p for p in points if rung_data.rungs_reached(self.levels, p[1]) == rung]
         x, y = self._design(points, target_resource, index)
         refit = self._hyperparameters is None or len(y) >= REFIT_GROWTH * self._fitted_on
-        fitted = multi_fidelity_gp.fit(
-            x,
-            y,
-            warp_outputs=not self._rung_scores,
-            categorical_dims=self._categorical_dims,
-            initial=self._hyperparameters,
-            optimize=refit,
-        )
+        fitted = self._fit(x, y, optimize=refit)
         if refit:
             self._hyperparameters, self._fitted_on = fitted.hyperparameters, len(y)
         plain = multi_fidelity_gp.Predictor.of(fitted)
         incumbents = np.unique(x[:, :-1], axis=0)
-        incumbent_mean, _ = plain.predict(_at(incumbents, target))
+        incumbent_mean, _ = plain.predict(multi_fidelity_gp.at_fidelity(incumbents, target))
         best = float(incumbent_mean.max())
         pending = [self.space.to_unit(c) for c in self.pending.values()]
-        predictor = plain.with_pending(_at(np.array(pending), target) if pending else x[:0])
+        predictor = plain.with_pending(
+            multi_fidelity_gp.at_fidelity(np.array(pending), target) if pending else x[:0]
+        )
         rng = _generator(self.seed, CANDIDATE_STREAM, index)
         anchors = incumbents[np.argsort(-incumbent_mean, kind="stable")[:LOCAL_ANCHORS]]
         fixed = candidates is not None
@@ -454,7 +441,7 @@ class HyperbandSearcher(Searcher):
         if len(candidates) == 0:
             return None
         scores = multi_fidelity_gp.log_expected_improvement(
-            *predictor.predict(_at(candidates, target)), best
+            *predictor.predict(multi_fidelity_gp.at_fidelity(candidates, target)), best
         )
         if not fixed and (self.space.size is None or self.space.size > MAX_ENUMERATED_CONFIGS):
             # A second, finer look around the most promising candidates.
@@ -462,11 +449,24 @@ class HyperbandSearcher(Searcher):
             local = self._snap(_perturb(top, (0.01, 0.03), LOCAL_COPIES, rng), seen)
             if len(local):
                 local_scores = multi_fidelity_gp.log_expected_improvement(
-                    *predictor.predict(_at(local, target)), best
+                    *predictor.predict(multi_fidelity_gp.at_fidelity(local, target)), best
                 )
                 candidates = np.vstack([candidates, local])
                 scores = np.concatenate([scores, local_scores])
         return self.space.from_unit(candidates[int(np.argmax(scores))])
+
+    def _fit(
+        self, x: np.ndarray, y: np.ndarray, *, optimize: bool
+    ) -> multi_fidelity_gp.FittedModel:
+        """The GP on ``x, y``, from the last fit's hyperparameters (refitted if ``optimize``)."""
+        return multi_fidelity_gp.fit(
+            x,
+            y,
+            warp_outputs=not self._rung_scores,
+            categorical_dims=self._categorical_dims,
+            initial=self._hyperparameters,
+            optimize=optimize,
+        )
 
     def _candidate_points(
         self, seen: set, anchors: np.ndarray, rng: np.random.Generator
@@ -598,7 +598,7 @@ class HyperbandSearcher(Searcher):
             expected["rung_scores"] = options["rung_scores"]
         options.setdefault("brackets", 1)  # saved before brackets existed: one bracket
         options.setdefault("forecast_promotion", False)  # saved before forecasts existed
-        if isinstance(options["forecast_promotion"], bool) and self._guided:  # also modelling
+        if isinstance(options["forecast_promotion"], bool):  # also a modelling choice
             expected["forecast_promotion"] = options["forecast_promotion"]
         if options != expected:
             raise StateDictError(
@@ -644,11 +644,6 @@ def _perturb(
         for step in steps
     ]
     return np.vstack(blocks)
-
-
-def _at(points: np.ndarray, fidelity: float) -> np.ndarray:
-    """``points`` (``m x d``) with a last column ``fidelity``: ``m x (d + 1)``."""
-    return np.hstack([points, np.full((len(points), 1), fidelity)])
 
 
 def _generator(seed: int, stream: int, index: int) -> np.random.Generator:

@@ -67,6 +67,11 @@ def fidelity(resource: float, max_resource: int) -> float:
     return min(1.0, math.log(max(resource, 1.0)) / math.log(max_resource))
 
 
+def at_fidelity(points: np.ndarray, fidelity: float) -> np.ndarray:
+    """Unit points (``m x d``) with a last column ``fidelity``: model inputs, ``m x (d + 1)``."""
+    return np.hstack([points, np.full((len(points), 1), fidelity)])
+
+
 def warp(values: np.ndarray) -> np.ndarray:
     """Standardise, Yeo-Johnson transform (lambda fitted, clipped), standardise again: a
     long tail of diverged runs otherwise squashes the good region into a sliver.
